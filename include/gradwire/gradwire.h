@@ -1,0 +1,139 @@
+/* gradwire C ABI: the communicator and its dense collectives, for C, Fortran (through
+ * MPI_Fint) and foreign-function callers. Compiles as C11 and as C++.
+ *
+ * Conventions (docs/c-abi.md):
+ *  - Every function returns GW_SUCCESS (0) or a gw_status_t error code; the message of
+ *    the last failed call on the calling thread is gw_last_error().
+ *  - No C++ exception ever crosses this boundary.
+ *  - NULL handles and NULL out-pointers are GW_INVALID_ARGUMENT.
+ *  - Handles are owned by the caller: each gw_comm_t ends with gw_comm_destroy, each
+ *    gw_request_t with gw_request_free (both accept and reset a NULL-or-valid handle).
+ *  - Collectives, create, split, finalize and destroy are collective over the
+ *    communicator's ranks, like their MPI counterparts.
+ */
+#ifndef GRADWIRE_GRADWIRE_H
+#define GRADWIRE_GRADWIRE_H
+
+#include <stddef.h>
+
+#include <mpi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Values 1..10 equal gradwire::ErrorCode (include/gradwire/error.hpp). */
+typedef enum gw_status {
+  GW_SUCCESS = 0,
+  GW_INVALID_ARGUMENT = 1, /* NULL handle/buffer, bad count, dtype, op or root */
+  GW_UNSUPPORTED = 2,      /* a dtype/op pair that is not implemented */
+  GW_TIMEOUT = 3,          /* a wait or the rendezvous passed its deadline */
+  GW_FINALIZED = 4,        /* use of a communicator after gw_comm_finalize */
+  GW_MISMATCH = 5,         /* ranks disagree (count, dtype) in checked mode */
+  GW_MPI_ERROR = 6,
+  GW_NCCL_ERROR = 7,
+  GW_CUDA_ERROR = 8,
+  GW_WIRE_FORMAT = 9,      /* a malformed or truncated compressed message */
+  GW_INTERNAL = 10,        /* a bug in gradwire */
+  GW_OUT_OF_MEMORY = 11    /* host allocation failed (C ABI only) */
+} gw_status_t;
+
+/* Values equal gradwire::DType; they never change. */
+typedef enum gw_dtype {
+  GW_FLOAT32 = 0,
+  GW_FLOAT64 = 1,
+  GW_FLOAT16 = 2,
+  GW_BFLOAT16 = 3,
+  GW_INT32 = 4,
+  GW_INT64 = 5,
+  GW_UINT8 = 6
+} gw_dtype_t;
+
+/* Values equal gradwire::ReduceOp. GW_AVG on integers truncates toward zero. */
+typedef enum gw_op { GW_SUM = 0, GW_AVG = 1, GW_MIN = 2, GW_MAX = 3, GW_PROD = 4 } gw_op_t;
+
+/* What a wait does past its deadline (GRADWIRE_TIMEOUT seconds, default 300). */
+typedef enum gw_on_timeout {
+  GW_ON_TIMEOUT_ABORT = 0, /* print the error and abort the job (default) */
+  GW_ON_TIMEOUT_RETURN = 1 /* return GW_TIMEOUT; the request stays pending */
+} gw_on_timeout_t;
+
+typedef struct gw_comm_s* gw_comm_t;       /* a gradwire communicator */
+typedef struct gw_request_s* gw_request_t; /* a collective in flight */
+/* Reserved for a later version: gw_plan_t, persistent compressed collectives. */
+
+/* ---- errors and version (these never fail and are thread-safe) ---- */
+
+/* Message of the last failed call on this thread ("" if none). Valid until the next
+ * failed call on this thread; successful calls leave it unchanged. */
+const char* gw_last_error(void);
+/* Static text naming a status ("unknown status" outside the enum). */
+const char* gw_status_string(gw_status_t status);
+/* Version of the library actually linked (not of this header). */
+gw_status_t gw_version(int* major, int* minor, int* patch);
+const char* gw_version_string(void);
+
+/* ---- communicators ---- */
+
+/* Collective over comm: duplicates it (gradwire never uses the caller's communicator
+ * afterwards) and meets the peers. *out is NULL on failure. */
+gw_status_t gw_comm_create(MPI_Comm comm, gw_comm_t* out);
+/* The same from a Fortran handle (MPI_Comm_c2f's value, an INTEGER in Fortran). */
+gw_status_t gw_comm_create_f(MPI_Fint comm, gw_comm_t* out);
+/* Ranks with the same color form a new communicator, ordered by key (MPI_Comm_split). */
+gw_status_t gw_comm_split(gw_comm_t comm, int color, int key, gw_comm_t* out);
+/* Releases MPI/NCCL resources; later calls on comm return GW_FINALIZED. The handle
+ * itself stays valid until gw_comm_destroy. */
+gw_status_t gw_comm_finalize(gw_comm_t comm);
+/* Finalizes if needed, frees the handle and sets *comm to NULL. *comm == NULL is a no-op. */
+gw_status_t gw_comm_destroy(gw_comm_t* comm);
+
+gw_status_t gw_comm_rank(gw_comm_t comm, int* rank);
+gw_status_t gw_comm_size(gw_comm_t comm, int* size);
+gw_status_t gw_comm_local_rank(gw_comm_t comm, int* local_rank); /* rank on this node */
+gw_status_t gw_comm_local_size(gw_comm_t comm, int* local_size);
+gw_status_t gw_comm_node_count(gw_comm_t comm, int* node_count);
+/* Wall time the create/split spent meeting its peers. */
+gw_status_t gw_comm_rendezvous_seconds(gw_comm_t comm, double* seconds);
+gw_status_t gw_comm_set_on_timeout(gw_comm_t comm, gw_on_timeout_t policy);
+
+/* ---- collectives (host or device buffers; the library asks CUDA which) ----
+ * recv may equal send (in place). Blocking forms return when the result is in place;
+ * the i-forms return a request in *req that must be waited on (or tested until done)
+ * before the buffers are touched, and freed with gw_request_free. */
+
+gw_status_t gw_allreduce(gw_comm_t comm, const void* send, void* recv, size_t count,
+                         gw_dtype_t dtype, gw_op_t op);
+gw_status_t gw_iallreduce(gw_comm_t comm, const void* send, void* recv, size_t count,
+                          gw_dtype_t dtype, gw_op_t op, gw_request_t* req);
+/* recv holds size*count elements, rank r's block at r*count. */
+gw_status_t gw_allgather(gw_comm_t comm, const void* send, void* recv, size_t count,
+                         gw_dtype_t dtype);
+gw_status_t gw_iallgather(gw_comm_t comm, const void* send, void* recv, size_t count,
+                          gw_dtype_t dtype, gw_request_t* req);
+/* send holds size*recv_count elements; rank r receives the reduction of block r. */
+gw_status_t gw_reduce_scatter(gw_comm_t comm, const void* send, void* recv,
+                              size_t recv_count, gw_dtype_t dtype, gw_op_t op);
+gw_status_t gw_ireduce_scatter(gw_comm_t comm, const void* send, void* recv,
+                               size_t recv_count, gw_dtype_t dtype, gw_op_t op,
+                               gw_request_t* req);
+gw_status_t gw_broadcast(gw_comm_t comm, void* buf, size_t count, gw_dtype_t dtype,
+                         int root);
+gw_status_t gw_ibroadcast(gw_comm_t comm, void* buf, size_t count, gw_dtype_t dtype,
+                          int root, gw_request_t* req);
+
+/* ---- requests ---- */
+
+/* Blocks until done or the deadline passes (then as gw_comm_set_on_timeout says). */
+gw_status_t gw_request_wait(gw_request_t req);
+/* *done = 1 once complete and the result is in place, else 0. */
+gw_status_t gw_request_test(gw_request_t req, int* done);
+/* Frees the handle and sets *req to NULL; *req == NULL is a no-op. Free a request only
+ * once it has completed: what freeing a pending one does is up to the C++ Request. */
+gw_status_t gw_request_free(gw_request_t* req);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* GRADWIRE_GRADWIRE_H */

@@ -1,0 +1,283 @@
+// The C ABI (include/gradwire/gradwire.h) over the C++ Communicator: argument checks that
+// only C callers need (NULL handles and out-pointers), exception-to-status translation, and
+// the thread-local last-error message. Validation of buffers, counts, dtypes and ops stays
+// in the C++ layer so both APIs reject the same things with the same words.
+#include "gradwire/gradwire.h"
+
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+#include <utility>
+
+#include "gradwire/communicator.hpp"
+#include "gradwire/config.hpp"
+#include "gradwire/error.hpp"
+#include "gradwire/types.hpp"
+
+struct gw_comm_s {
+  gradwire::Communicator comm;
+  bool finalized = false;  // by gw_comm_finalize, so that gw_comm_destroy does not repeat it
+};
+struct gw_request_s {
+  gradwire::Request req;
+};
+
+namespace {
+
+using gradwire::ErrorCode;
+
+// The header promises these equalities; a renumbering on either side fails the build.
+static_assert(GW_INVALID_ARGUMENT == static_cast<int>(ErrorCode::InvalidArgument));
+static_assert(GW_UNSUPPORTED == static_cast<int>(ErrorCode::Unsupported));
+static_assert(GW_TIMEOUT == static_cast<int>(ErrorCode::Timeout));
+static_assert(GW_FINALIZED == static_cast<int>(ErrorCode::Finalized));
+static_assert(GW_MISMATCH == static_cast<int>(ErrorCode::Mismatch));
+static_assert(GW_MPI_ERROR == static_cast<int>(ErrorCode::Mpi));
+static_assert(GW_NCCL_ERROR == static_cast<int>(ErrorCode::Nccl));
+static_assert(GW_CUDA_ERROR == static_cast<int>(ErrorCode::Cuda));
+static_assert(GW_WIRE_FORMAT == static_cast<int>(ErrorCode::WireFormat));
+static_assert(GW_INTERNAL == static_cast<int>(ErrorCode::Internal));
+static_assert(GW_FLOAT32 == static_cast<int>(gradwire::DType::Float32));
+static_assert(GW_FLOAT64 == static_cast<int>(gradwire::DType::Float64));
+static_assert(GW_FLOAT16 == static_cast<int>(gradwire::DType::Float16));
+static_assert(GW_BFLOAT16 == static_cast<int>(gradwire::DType::BFloat16));
+static_assert(GW_INT32 == static_cast<int>(gradwire::DType::Int32));
+static_assert(GW_INT64 == static_cast<int>(gradwire::DType::Int64));
+static_assert(GW_UINT8 == static_cast<int>(gradwire::DType::UInt8));
+static_assert(GW_SUM == static_cast<int>(gradwire::ReduceOp::Sum));
+static_assert(GW_AVG == static_cast<int>(gradwire::ReduceOp::Avg));
+static_assert(GW_MIN == static_cast<int>(gradwire::ReduceOp::Min));
+static_assert(GW_MAX == static_cast<int>(gradwire::ReduceOp::Max));
+static_assert(GW_PROD == static_cast<int>(gradwire::ReduceOp::Prod));
+
+thread_local std::string t_message;
+thread_local const char* t_last = "";
+
+// Records "<function>: <what>" as this thread's last error. Never throws: if even the
+// message cannot be allocated, a static text stands in for it.
+gw_status_t fail(gw_status_t status, const char* function, const char* what) noexcept {
+  try {
+    t_message.assign(function).append(": ").append(what);
+    t_last = t_message.c_str();
+  } catch (...) {
+    t_last = "gradwire: out of memory while recording an error message";
+  }
+  return status;
+}
+
+// Thrown by the checks below; carries the status that fail() records.
+struct CError {
+  gw_status_t status;
+  const char* what;
+};
+
+// Runs body, turning every exception into a status and a message: the C boundary
+// must never see one (unwinding through C frames is undefined behaviour).
+template <class Body>
+gw_status_t guarded(const char* function, Body&& body) noexcept {
+  try {
+    std::forward<Body>(body)();
+    return GW_SUCCESS;
+  } catch (const CError& e) {
+    return fail(e.status, function, e.what);
+  } catch (const gradwire::Error& e) {
+    return fail(static_cast<gw_status_t>(e.code()), function, e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(GW_OUT_OF_MEMORY, function, "out of memory");
+  } catch (const std::exception& e) {
+    return fail(GW_INTERNAL, function, e.what());
+  } catch (...) {
+    return fail(GW_INTERNAL, function, "unknown exception");
+  }
+}
+
+template <class T>
+T& need(T* p, const char* what) {
+  if (p == nullptr) throw CError{GW_INVALID_ARGUMENT, what};
+  return *p;
+}
+
+gradwire::Communicator& comm_of(gw_comm_t c) {
+  return need(c, "communicator handle is NULL").comm;
+}
+
+gradwire::DType dt(gw_dtype_t t) { return static_cast<gradwire::DType>(t); }
+gradwire::ReduceOp rop(gw_op_t op) { return static_cast<gradwire::ReduceOp>(op); }
+
+// Starts a non-blocking collective and hands its request to the caller. *req is NULL
+// unless the call succeeds, so a failed start never leaves a handle to free.
+template <class Start>
+void start(gw_request_t* req, Start&& s) {
+  need(req, "request out-pointer is NULL") = nullptr;
+  auto handle = new gw_request_s{std::forward<Start>(s)()};
+  *req = handle;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* gw_last_error(void) { return t_last; }
+
+const char* gw_status_string(gw_status_t status) {
+  if (status == GW_SUCCESS) return "success";
+  if (status == GW_OUT_OF_MEMORY) return "out of memory";
+  if (status >= GW_INVALID_ARGUMENT && status <= GW_INTERNAL)
+    return gradwire::error_code_name(static_cast<ErrorCode>(status));
+  return "unknown status";
+}
+
+gw_status_t gw_version(int* major, int* minor, int* patch) {
+  return guarded("gw_version", [&] {
+    need(major, "major is NULL") = GRADWIRE_VERSION_MAJOR;
+    need(minor, "minor is NULL") = GRADWIRE_VERSION_MINOR;
+    need(patch, "patch is NULL") = GRADWIRE_VERSION_PATCH;
+  });
+}
+
+const char* gw_version_string(void) { return GRADWIRE_VERSION_STRING; }
+
+gw_status_t gw_comm_create(MPI_Comm comm, gw_comm_t* out) {
+  return guarded("gw_comm_create", [&] {
+    need(out, "communicator out-pointer is NULL") = nullptr;
+    *out = new gw_comm_s{gradwire::Communicator(comm)};
+  });
+}
+
+gw_status_t gw_comm_create_f(MPI_Fint comm, gw_comm_t* out) {
+  return guarded("gw_comm_create_f", [&] {
+    need(out, "communicator out-pointer is NULL") = nullptr;
+    *out = new gw_comm_s{gradwire::Communicator(MPI_Comm_f2c(comm))};
+  });
+}
+
+gw_status_t gw_comm_split(gw_comm_t comm, int color, int key, gw_comm_t* out) {
+  return guarded("gw_comm_split", [&] {
+    auto& c = comm_of(comm);
+    need(out, "communicator out-pointer is NULL") = nullptr;
+    *out = new gw_comm_s{c.split(color, key)};
+  });
+}
+
+gw_status_t gw_comm_finalize(gw_comm_t comm) {
+  return guarded("gw_comm_finalize", [&] {
+    comm_of(comm).finalize();
+    comm->finalized = true;
+  });
+}
+
+gw_status_t gw_comm_destroy(gw_comm_t* comm) {
+  return guarded("gw_comm_destroy", [&] {
+    // The handle is freed even when finalize fails: the caller can do nothing else with it.
+    std::unique_ptr<gw_comm_s> c(std::exchange(need(comm, "communicator pointer is NULL"),
+                                               nullptr));
+    // Finalize here rather than in the destructor so that its errors reach the caller.
+    if (c != nullptr && !c->finalized) c->comm.finalize();
+  });
+}
+
+#define GW_GETTER(name, type, expr)                          \
+  gw_status_t name(gw_comm_t comm, type* value) {            \
+    return guarded(#name, [&] {                              \
+      auto& c = comm_of(comm);                               \
+      need(value, "out-pointer is NULL") = (expr);           \
+    });                                                      \
+  }
+GW_GETTER(gw_comm_rank, int, c.rank())
+GW_GETTER(gw_comm_size, int, c.size())
+GW_GETTER(gw_comm_local_rank, int, c.local_rank())
+GW_GETTER(gw_comm_local_size, int, c.local_size())
+GW_GETTER(gw_comm_node_count, int, c.node_count())
+GW_GETTER(gw_comm_rendezvous_seconds, double, c.rendezvous_seconds())
+#undef GW_GETTER
+
+gw_status_t gw_comm_set_on_timeout(gw_comm_t comm, gw_on_timeout_t policy) {
+  return guarded("gw_comm_set_on_timeout", [&] {
+    auto& c = comm_of(comm);
+    switch (policy) {
+      case GW_ON_TIMEOUT_ABORT: c.set_on_timeout(gradwire::OnTimeout::Abort); return;
+      case GW_ON_TIMEOUT_RETURN: c.set_on_timeout(gradwire::OnTimeout::Return); return;
+    }
+    throw CError{GW_INVALID_ARGUMENT, "policy is neither GW_ON_TIMEOUT_ABORT nor _RETURN"};
+  });
+}
+
+gw_status_t gw_allreduce(gw_comm_t comm, const void* send, void* recv, size_t count,
+                         gw_dtype_t dtype, gw_op_t op) {
+  return guarded("gw_allreduce", [&] {
+    comm_of(comm).allreduce(send, recv, count, dt(dtype), rop(op));
+  });
+}
+
+gw_status_t gw_iallreduce(gw_comm_t comm, const void* send, void* recv, size_t count,
+                          gw_dtype_t dtype, gw_op_t op, gw_request_t* req) {
+  return guarded("gw_iallreduce", [&] {
+    auto& c = comm_of(comm);
+    start(req, [&] { return c.iallreduce(send, recv, count, dt(dtype), rop(op)); });
+  });
+}
+
+gw_status_t gw_allgather(gw_comm_t comm, const void* send, void* recv, size_t count,
+                         gw_dtype_t dtype) {
+  return guarded("gw_allgather",
+                 [&] { comm_of(comm).allgather(send, recv, count, dt(dtype)); });
+}
+
+gw_status_t gw_iallgather(gw_comm_t comm, const void* send, void* recv, size_t count,
+                          gw_dtype_t dtype, gw_request_t* req) {
+  return guarded("gw_iallgather", [&] {
+    auto& c = comm_of(comm);
+    start(req, [&] { return c.iallgather(send, recv, count, dt(dtype)); });
+  });
+}
+
+gw_status_t gw_reduce_scatter(gw_comm_t comm, const void* send, void* recv,
+                              size_t recv_count, gw_dtype_t dtype, gw_op_t op) {
+  return guarded("gw_reduce_scatter", [&] {
+    comm_of(comm).reduce_scatter(send, recv, recv_count, dt(dtype), rop(op));
+  });
+}
+
+gw_status_t gw_ireduce_scatter(gw_comm_t comm, const void* send, void* recv,
+                               size_t recv_count, gw_dtype_t dtype, gw_op_t op,
+                               gw_request_t* req) {
+  return guarded("gw_ireduce_scatter", [&] {
+    auto& c = comm_of(comm);
+    start(req, [&] { return c.ireduce_scatter(send, recv, recv_count, dt(dtype), rop(op)); });
+  });
+}
+
+gw_status_t gw_broadcast(gw_comm_t comm, void* buf, size_t count, gw_dtype_t dtype,
+                         int root) {
+  return guarded("gw_broadcast",
+                 [&] { comm_of(comm).broadcast(buf, count, dt(dtype), root); });
+}
+
+gw_status_t gw_ibroadcast(gw_comm_t comm, void* buf, size_t count, gw_dtype_t dtype,
+                          int root, gw_request_t* req) {
+  return guarded("gw_ibroadcast", [&] {
+    auto& c = comm_of(comm);
+    start(req, [&] { return c.ibroadcast(buf, count, dt(dtype), root); });
+  });
+}
+
+gw_status_t gw_request_wait(gw_request_t req) {
+  return guarded("gw_request_wait",
+                 [&] { need(req, "request handle is NULL").req.wait(); });
+}
+
+gw_status_t gw_request_test(gw_request_t req, int* done) {
+  return guarded("gw_request_test", [&] {
+    auto& r = need(req, "request handle is NULL").req;
+    need(done, "done out-pointer is NULL") = r.test() ? 1 : 0;
+  });
+}
+
+gw_status_t gw_request_free(gw_request_t* req) {
+  return guarded("gw_request_free", [&] {
+    delete std::exchange(need(req, "request pointer is NULL"), nullptr);
+  });
+}
+
+}  // extern "C"
