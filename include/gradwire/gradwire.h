@@ -128,8 +128,9 @@ gw_status_t gw_ibroadcast(gw_comm_t comm, void* buf, size_t count, gw_dtype_t dt
 gw_status_t gw_request_wait(gw_request_t req);
 /* *done = 1 once complete and the result is in place, else 0. */
 gw_status_t gw_request_test(gw_request_t req, int* done);
-/* Frees the handle and sets *req to NULL; *req == NULL is a no-op. Free a request only
- * once it has completed: what freeing a pending one does is up to the C++ Request. */
+/* Frees the handle and sets *req to NULL; *req == NULL is a no-op. Freeing a pending
+ * request first waits for it (aborting the job past the deadline): buffers stay in use
+ * until the collective ends. */
 gw_status_t gw_request_free(gw_request_t* req);
 
 #ifdef __cplusplus
