@@ -1,0 +1,146 @@
+// none / fp16 / bf16: one value per element, no scales.
+#include <bit>
+#include <cstring>
+#include <type_traits>
+
+#include "codec/detail.hpp"
+#include "codec/elements.hpp"
+#include "math/half.hpp"
+
+namespace gradwire::detail {
+
+namespace {
+
+// The wire value of v, and v's value after the round trip.
+struct Fp16Wire {
+  static std::uint16_t to(float v) { return math::float_to_half(v); }
+  static float from(std::uint16_t w) { return math::half_to_float(w); }
+};
+struct Bf16Wire {
+  static std::uint16_t to(float v) { return math::float_to_bf16(v); }
+  static float from(std::uint16_t w) { return math::bf16_to_float(w); }
+};
+
+template <class W, class T, bool kEF>
+void encode16(const T* in, float* e, std::size_t n, std::byte* out) {
+  // 16-bit words assembled in registers and stored little endian with memcpy: the output
+  // has no alignment guarantee, and x86 / the CUDA targets are little endian (checked below).
+  constexpr std::size_t kChunk = 512;
+  std::uint16_t buf[kChunk];
+  for (std::size_t c = 0; c < n; c += kChunk) {
+    const std::size_t m = n - c < kChunk ? n - c : kChunk;
+    for (std::size_t i = 0; i < m; ++i) {
+      float v = load_elem(in, c + i);
+      if constexpr (kEF) v += e[c + i];
+      const std::uint16_t w = W::to(v);
+      buf[i] = w;
+      if constexpr (kEF) e[c + i] = v - W::from(w);
+    }
+    std::memcpy(out + 2 * c, buf, 2 * m);
+  }
+}
+
+template <class W, class T, bool kAdd>
+void decode16(const std::byte* in, std::size_t n, T* out) {
+  constexpr std::size_t kChunk = 512;
+  std::uint16_t buf[kChunk];
+  for (std::size_t c = 0; c < n; c += kChunk) {
+    const std::size_t m = n - c < kChunk ? n - c : kChunk;
+    std::memcpy(buf, in + 2 * c, 2 * m);
+    for (std::size_t i = 0; i < m; ++i) {
+      const float v = W::from(buf[i]);
+      if constexpr (kAdd) {
+        out[c + i] += v;
+      } else {
+        store_elem(out, c + i, v);
+      }
+    }
+  }
+}
+
+template <class T, bool kEF>
+void encode32(const T* in, float* e, std::size_t n, std::byte* out) {
+  constexpr std::size_t kChunk = 512;
+  float buf[kChunk];
+  for (std::size_t c = 0; c < n; c += kChunk) {
+    const std::size_t m = n - c < kChunk ? n - c : kChunk;
+    for (std::size_t i = 0; i < m; ++i) {
+      float v = load_elem(in, c + i);
+      if constexpr (kEF) {
+        v += e[c + i];
+        e[c + i] = 0.0f;
+      }
+      buf[i] = v;
+    }
+    std::memcpy(out + 4 * c, buf, 4 * m);
+  }
+}
+
+template <class T, bool kAdd>
+void decode32(const std::byte* in, std::size_t n, T* out) {
+  if constexpr (!kAdd && std::is_same_v<T, float>) {
+    std::memcpy(out, in, 4 * n);
+  } else {
+    constexpr std::size_t kChunk = 512;
+    float buf[kChunk];
+    for (std::size_t c = 0; c < n; c += kChunk) {
+      const std::size_t m = n - c < kChunk ? n - c : kChunk;
+      std::memcpy(buf, in + 4 * c, 4 * m);
+      for (std::size_t i = 0; i < m; ++i) {
+        if constexpr (kAdd) {
+          out[c + i] += buf[i];
+        } else {
+          store_elem(out, c + i, buf[i]);
+        }
+      }
+    }
+  }
+}
+
+static_assert(std::endian::native == std::endian::little,
+              "the wire format is little endian; a big-endian port must byte-swap here");
+
+}  // namespace
+
+std::size_t encode_cast(const CodecSpec& s, const EncodeArgs& a) {
+  return with_float_dtype(a.dtype, [&](auto tag) -> std::size_t {
+    using T = decltype(tag);
+    const T* in = static_cast<const T*>(a.in);
+    std::byte* out = a.out + wire::kHeaderBytes;
+    const bool ef = a.residual != nullptr;
+    switch (s.kind) {
+      case CodecKind::Fp16:
+        ef ? encode16<Fp16Wire, T, true>(in, a.residual, a.count, out)
+           : encode16<Fp16Wire, T, false>(in, nullptr, a.count, out);
+        return 2 * a.count;
+      case CodecKind::Bf16:
+        ef ? encode16<Bf16Wire, T, true>(in, a.residual, a.count, out)
+           : encode16<Bf16Wire, T, false>(in, nullptr, a.count, out);
+        return 2 * a.count;
+      default:
+        ef ? encode32<T, true>(in, a.residual, a.count, out)
+           : encode32<T, false>(in, nullptr, a.count, out);
+        return 4 * a.count;
+    }
+  });
+}
+
+void decode_cast(const CodecSpec& s, const std::byte* body, std::size_t count, DecodeTarget t) {
+  auto run = [&](auto tag, auto add) {
+    using T = decltype(tag);
+    constexpr bool kAdd = decltype(add)::value;
+    T* out = static_cast<T*>(t.out);
+    switch (s.kind) {
+      case CodecKind::Fp16: decode16<Fp16Wire, T, kAdd>(body, count, out); break;
+      case CodecKind::Bf16: decode16<Bf16Wire, T, kAdd>(body, count, out); break;
+      default: decode32<T, kAdd>(body, count, out); break;
+    }
+  };
+  if (t.add) {
+    run(float{}, std::true_type{});
+  } else {
+    with_float_dtype(t.dtype, [&](auto tag) { run(tag, std::false_type{}); });
+  }
+}
+
+}  // namespace gradwire::detail
