@@ -18,8 +18,7 @@ set_target_properties(${_gw_targets} PROPERTIES INSTALL_RPATH "$ORIGIN")
 install(TARGETS ${_gw_targets} EXPORT gradwireTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 
 # Public headers are exactly include/gradwire/*.{h,hpp}; internal ones live in src/.
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/gradwire"
@@ -52,6 +51,7 @@ if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}")
   set(GW_PC_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
 else()
   file(RELATIVE_PATH _gw_up "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
+  string(REGEX REPLACE "/$" "" _gw_up "${_gw_up}")
   set(GW_PC_PREFIX "\${pcfiledir}/${_gw_up}")
   set(GW_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
 endif()
@@ -67,6 +67,9 @@ set(GW_PC_MPI_CFLAGS "")
 set(GW_PC_LIBS "-lgradwire_codec")
 if(GRADWIRE_HAVE_MPI)
   set(GW_PC_LIBS "-lgradwire -lgradwire_codec")
+  # As gradwire::gradwire says in CMake: C++ users need only MPI's C API, and without these
+  # <mpi.h> drags in the C++ bindings and a dependency on libmpi_cxx.
+  set(GW_PC_MPI_CFLAGS " -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1")
   find_package(PkgConfig QUIET)
   if(PKG_CONFIG_FOUND)
     foreach(_gw_mod ompi-c mpich mpi-c)
@@ -84,7 +87,7 @@ if(GRADWIRE_HAVE_MPI)
     foreach(_gw_lib IN LISTS MPI_C_LIBRARIES)
       string(APPEND GW_PC_MPI_LIBS " ${_gw_lib}")
     endforeach()
-    foreach(_gw_inc IN LISTS MPI_C_INCLUDE_DIRS)
+    foreach(_gw_inc IN LISTS MPI_C_INCLUDE_DIRS)  # after the -D flags above
       string(APPEND GW_PC_MPI_CFLAGS " -I${_gw_inc}")
     endforeach()
   endif()
