@@ -46,10 +46,10 @@ std::string num(std::uint64_t v) { return std::to_string(v); }
 }  // namespace
 
 Header read_header(const std::byte* in, std::size_t in_bytes, const Header& expect) {
-  if (in == nullptr) bad("null buffer");
   if (in_bytes < kHeaderBytes) {
     bad("truncated header: " + num(in_bytes) + " bytes, need " + num(kHeaderBytes));
   }
+  if (in == nullptr) bad("null buffer");
   if (load_u32(in) != kMagic) bad("bad magic (not a gradwire codec message)");
   Header h;
   h.version = std::to_integer<std::uint8_t>(in[4]);
