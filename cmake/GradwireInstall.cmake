@@ -18,7 +18,10 @@ set_target_properties(${_gw_targets} PROPERTIES INSTALL_RPATH "$ORIGIN")
 install(TARGETS ${_gw_targets} EXPORT gradwireTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  # Also here, not only in the targets' $<INSTALL_INTERFACE:...>: those are evaluated where
+  # the targets are made, before this file includes GNUInstallDirs on a fresh configure.
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
 # Public headers are exactly include/gradwire/*.{h,hpp}; internal ones live in src/.
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/gradwire"

@@ -53,7 +53,8 @@ cmake --install "$BUILD" --prefix "$PREFIX" >"$TMP/install.log" ||
 # way CMake's imported targets pass them, so that only gradwire's own code must be clean.
 PC_FILE="$(find "$PREFIX" -name gradwire.pc -print -quit)"
 [[ -n "$PC_FILE" ]] || { echo "check_install: gradwire.pc was not installed" >&2; exit 1; }
-export PKG_CONFIG_PATH="$(dirname "$PC_FILE")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+PKG_CONFIG_PATH="$(dirname "$PC_FILE")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export PKG_CONFIG_PATH
 LIBDIR="$(pkg-config --variable=libdir gradwire)"
 INCDIR="$(pkg-config --variable=includedir gradwire)"
 MPI_CFLAGS="$(pkg-config --cflags gradwire | tr ' ' '\n' | { grep -v -x -- "-I$INCDIR" || true; } |
