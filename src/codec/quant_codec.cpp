@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "codec/detail.hpp"
 #include "codec/elements.hpp"
@@ -53,17 +54,49 @@ void check_finite(const Src& src, std::size_t s, std::uint32_t n, std::uint64_t 
   }
 }
 
-// Random words of elements g0 .. g0+n-1 at r[lead + i], lead = g0 % 4.
+// Random words of elements g0 .. g0+n-1 at r[lead + i], lead = g0 % 4. The blocks' counters
+// live in lane arrays so the ten rounds vectorize across blocks; the words are those of
+// math::philox_block (the Philox test checks it).
 void fill_random(std::uint64_t seed, std::uint64_t step, std::uint64_t g0, std::uint32_t n,
                  std::uint32_t* r) {
+  constexpr std::uint32_t kMax = kChunk / 4 + 2;
   const std::uint64_t b0 = g0 >> 2;
   const std::uint32_t nb = static_cast<std::uint32_t>(((g0 & 3u) + n + 3u) / 4u);
+  std::uint32_t c0[kMax], c1[kMax], c2[kMax], c3[kMax];
   for (std::uint32_t j = 0; j < nb; ++j) {
-    const math::U32x4 w = math::philox_block(seed, step, math::Stream::Rounding, b0 + j);
-    r[4 * j + 0] = w.v[0];
-    r[4 * j + 1] = w.v[1];
-    r[4 * j + 2] = w.v[2];
-    r[4 * j + 3] = w.v[3];
+    c0[j] = static_cast<std::uint32_t>(b0 + j);
+    c1[j] = static_cast<std::uint32_t>((b0 + j) >> 32);
+    c2[j] = static_cast<std::uint32_t>(step);
+    c3[j] = static_cast<std::uint32_t>(step >> 32);
+  }
+  std::uint32_t k0 = math::philox_key0(seed, math::Stream::Rounding), k1 = math::philox_key1(seed);
+  for (int round = 0; round < 10; ++round) {
+    for (std::uint32_t j = 0; j < nb; ++j) math::philox_round(c0[j], c1[j], c2[j], c3[j], k0, k1);
+    k0 += math::kPhiloxW0;
+    k1 += math::kPhiloxW1;
+  }
+  for (std::uint32_t j = 0; j < nb; ++j) {
+    r[4 * j + 0] = c0[j];
+    r[4 * j + 1] = c1[j];
+    r[4 * j + 2] = c2[j];
+    r[4 * j + 3] = c3[j];
+  }
+}
+
+// The rounding loops on plain arrays, where the vectorizer can see them.
+// noinline + restrict: a standalone loop the vectorizer takes whole (verified with
+// -DGRADWIRE_VEC_REPORT=ON, docs/codecs.md).
+[[gnu::noinline]] void round_nearest_codes(const float* __restrict v, std::uint32_t m, math::Grid g,
+                                           float lf, std::uint8_t* __restrict q) {
+  for (std::uint32_t i = 0; i < m; ++i) {
+    q[i] = static_cast<std::uint8_t>(math::round_nearest(math::grid_position(v[i], g, lf)));
+  }
+}
+[[gnu::noinline]] void round_stochastic_codes(const float* __restrict v,
+                                              const std::uint32_t* __restrict r, std::uint32_t m,
+                                              math::Grid g, float lf, std::uint8_t* __restrict q) {
+  for (std::uint32_t i = 0; i < m; ++i) {
+    q[i] = static_cast<std::uint8_t>(math::round_stochastic(math::grid_position(v[i], g, lf), r[i]));
   }
 }
 
@@ -103,17 +136,20 @@ void quantize_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* scale
       const std::uint64_t g0 = a.global_offset + base;
       if constexpr (kStoch) fill_random(a.seed, a.step, g0, m, r);
       const std::uint32_t lead = static_cast<std::uint32_t>(g0 & 3u);
-      for (std::uint32_t i = 0; i < m; ++i) {
-        const float v = src(base + i);
-        const float t = math::grid_position(v, g, lf);
-        std::uint32_t code;
-        if constexpr (kStoch) {
-          code = math::round_stochastic(t, r[lead + i]);
-        } else {
-          code = math::round_nearest(t);
-        }
-        q[i] = static_cast<std::uint8_t>(code);
-        if constexpr (kEF) a.residual[base + i] = v - math::dequantize(code, g);
+      float vb[kChunk];
+      const float* v = vb;
+      if constexpr (std::is_same_v<T, float> && !kEF) {
+        v = src.x + base;
+      } else {
+        for (std::uint32_t i = 0; i < m; ++i) vb[i] = src(base + i);
+      }
+      if constexpr (kStoch) {
+        round_stochastic_codes(v, r + lead, m, g, lf, q);
+      } else {
+        round_nearest_codes(v, m, g, lf, q);
+      }
+      if constexpr (kEF) {
+        for (std::uint32_t i = 0; i < m; ++i) a.residual[base + i] = v[i] - math::dequantize(q[i], g);
       }
       pack_codes<B>(q, m, payload + base * B / 8);
     }

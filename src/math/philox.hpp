@@ -14,17 +14,28 @@ struct U32x4 {
   std::uint32_t v[4];
 };
 
-GW_HD U32x4 philox4x32_10(U32x4 ctr, std::uint32_t k0, std::uint32_t k1) {
+// One Philox round on a counter held in four scalars, so that host code can keep many
+// counters in lane arrays (structure of arrays) and let the compiler vectorize across them.
+GW_HD void philox_round(std::uint32_t& c0, std::uint32_t& c1, std::uint32_t& c2,
+                        std::uint32_t& c3, std::uint32_t k0, std::uint32_t k1) {
   constexpr std::uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;  // multipliers
-  constexpr std::uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;  // Weyl key increments
+  const std::uint64_t p0 = static_cast<std::uint64_t>(kM0) * c0;
+  const std::uint64_t p1 = static_cast<std::uint64_t>(kM1) * c2;
+  const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1 ^ k0;
+  const std::uint32_t n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3 ^ k1;
+  c1 = static_cast<std::uint32_t>(p1);
+  c3 = static_cast<std::uint32_t>(p0);
+  c0 = n0;
+  c2 = n2;
+}
+
+constexpr std::uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;  // Weyl key steps
+
+GW_HD U32x4 philox4x32_10(U32x4 ctr, std::uint32_t k0, std::uint32_t k1) {
   for (int r = 0; r < 10; ++r) {
-    const std::uint64_t p0 = static_cast<std::uint64_t>(kM0) * ctr.v[0];
-    const std::uint64_t p1 = static_cast<std::uint64_t>(kM1) * ctr.v[2];
-    const std::uint32_t hi0 = static_cast<std::uint32_t>(p0 >> 32), lo0 = static_cast<std::uint32_t>(p0);
-    const std::uint32_t hi1 = static_cast<std::uint32_t>(p1 >> 32), lo1 = static_cast<std::uint32_t>(p1);
-    ctr = U32x4{{hi1 ^ ctr.v[1] ^ k0, lo1, hi0 ^ ctr.v[3] ^ k1, lo0}};
-    k0 += kW0;
-    k1 += kW1;
+    philox_round(ctr.v[0], ctr.v[1], ctr.v[2], ctr.v[3], k0, k1);
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
   }
   return ctr;
 }
@@ -34,12 +45,16 @@ GW_HD U32x4 philox4x32_10(U32x4 ctr, std::uint32_t k0, std::uint32_t k1) {
 enum class Stream : std::uint32_t { Rounding = 0x5352u /* "SR" */, RandK = 0x524bu /* "RK" */ };
 
 // Counter for element g: block g/4 and the step; the element takes word g%4 of its block.
+GW_HD std::uint32_t philox_key0(std::uint64_t seed, Stream stream) {
+  return static_cast<std::uint32_t>(seed) ^ static_cast<std::uint32_t>(stream);
+}
+GW_HD std::uint32_t philox_key1(std::uint64_t seed) { return static_cast<std::uint32_t>(seed >> 32); }
+
 GW_HD U32x4 philox_block(std::uint64_t seed, std::uint64_t step, Stream stream,
                          std::uint64_t block) {
   const U32x4 ctr{{static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
                    static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32)}};
-  return philox4x32_10(ctr, static_cast<std::uint32_t>(seed) ^ static_cast<std::uint32_t>(stream),
-                       static_cast<std::uint32_t>(seed >> 32));
+  return philox4x32_10(ctr, philox_key0(seed, stream), philox_key1(seed));
 }
 
 // The 32 random bits of global element g.
