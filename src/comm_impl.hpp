@@ -1,0 +1,52 @@
+// The state behind gradwire::Communicator, shared by its requests and by the layers above.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <mpi.h>
+
+#include "call_info.hpp"
+#include "gradwire/communicator.hpp"
+#include "watchdog.hpp"
+
+namespace gradwire::detail {
+class DeviceBackend;
+}
+
+namespace gradwire {
+
+struct Communicator::Impl {
+  Impl(MPI_Comm parent, const Options& options);
+  ~Impl();
+
+  MPI_Comm comm = MPI_COMM_NULL;     // private duplicate of the caller's communicator
+  MPI_Comm local = MPI_COMM_NULL;    // ranks of this node
+  MPI_Comm leaders = MPI_COMM_NULL;  // local rank 0 of each node, else MPI_COMM_NULL
+  int rank = 0, size = 1, local_rank = 0, local_size = 1, node = 0, node_count = 1;
+  double rendezvous_s = 0;
+  double timeout_s = 300;
+  OnTimeout policy = OnTimeout::Abort;
+  Options options;
+  bool finalized = false;
+  bool cuda_present = false;  // the CUDA runtime sees a device on this host
+  std::unique_ptr<detail::DeviceBackend> device;
+  // Collectives whose blocking call timed out with OnTimeout::Return: MPI may still use their
+  // buffers, so they live until the communicator does.
+  std::vector<std::unique_ptr<Request::State>> orphans;
+  detail::WatchSlot watch;
+
+  // Error helpers: every message names this rank, the call and the cause.
+  [[noreturn]] void fail(ErrorCode code, const detail::CallInfo& call,
+                         const std::string& cause) const;
+  // Prints `message`, aborts NCCL, then the MPI job. Never returns.
+  [[noreturn]] void abort_job(const std::string& message) const noexcept;
+  // A wait passed its deadline: abort the job, or throw Error(Timeout).
+  [[noreturn]] void timed_out(const detail::CallInfo& call, OnTimeout how) const;
+  void check_mpi(int rc, const detail::CallInfo& call, const char* what) const;
+  void orphan(std::unique_ptr<Request::State> st) noexcept;
+  void release() noexcept;
+};
+
+}  // namespace gradwire

@@ -1,0 +1,398 @@
+#include <climits>
+#include <cstdio>
+#include <limits>
+
+#include "bootstrap.hpp"
+#include "config.hpp"
+#include "device_backend.hpp"
+#include "gradwire/config.hpp"
+#include "request_state.hpp"
+#include "transport/mpi_dense.hpp"
+#if GRADWIRE_HAVE_NCCL
+#include "transport/nccl_backend.hpp"
+#endif
+
+namespace gradwire {
+
+using detail::CallInfo;
+
+namespace {
+
+OnTimeout resolve_policy(Options::Policy p) {
+  if (p == Options::Policy::Abort) return OnTimeout::Abort;
+  if (p == Options::Policy::Return) return OnTimeout::Return;
+  const std::string v = detail::env_string("GRADWIRE_ON_TIMEOUT");
+  if (v.empty() || v == "abort") return OnTimeout::Abort;
+  if (v == "return") return OnTimeout::Return;
+  throw Error(ErrorCode::InvalidArgument,
+              "gradwire: GRADWIRE_ON_TIMEOUT='" + v + "' is not one of: abort, return");
+}
+
+}  // namespace
+
+Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
+    : options(o), watch([this](const CallInfo& call, double timeout_s) {
+        abort_job(detail::message(rank, size, call,
+                                  "did not complete within " + std::to_string(timeout_s) +
+                                      " s (GRADWIRE_TIMEOUT); aborting the job"));
+      }) {
+  int up = 0, down = 0;
+  MPI_Initialized(&up);
+  MPI_Finalized(&down);
+  if (!up || down) {
+    throw Error(ErrorCode::InvalidArgument,
+                "gradwire: Communicator: MPI is not initialized (call MPI_Init first, and "
+                "create communicators before MPI_Finalize)");
+  }
+  if (parent == MPI_COMM_NULL) {
+    throw Error(ErrorCode::InvalidArgument, "gradwire: Communicator: MPI_COMM_NULL given");
+  }
+  MPI_Comm_rank(parent, &rank);
+  MPI_Comm_size(parent, &size);
+  timeout_s = o.timeout_s > 0 ? o.timeout_s : detail::env_seconds("GRADWIRE_TIMEOUT", 300);
+  const double init_timeout =
+      o.init_timeout_s > 0 ? o.init_timeout_s : detail::env_seconds("GRADWIRE_INIT_TIMEOUT", 300);
+  policy = resolve_policy(o.on_timeout);
+  const int ranks_per_node =
+      o.ranks_per_node > 0 ? o.ranks_per_node : detail::env_int("GRADWIRE_NODE_SPLIT", 0);
+
+  const double t0 = MPI_Wtime();
+  try {
+    detail::await_arrival(parent, init_timeout);
+  } catch (const Error& e) {
+    if (policy == OnTimeout::Abort) abort_job(e.what());
+    throw;
+  }
+  CallInfo call;
+  call.collective = "rendezvous";
+  call.has_data = false;
+  {
+    detail::Armed guard(watch, init_timeout, call);
+    check_mpi(MPI_Comm_dup(parent, &comm), call, "MPI_Comm_dup");
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    const detail::NodeLayout n = detail::split_nodes(comm, ranks_per_node);
+    local = n.local;
+    leaders = n.leaders;
+    local_rank = n.local_rank;
+    local_size = n.local_size;
+    node = n.node;
+    node_count = n.node_count;
+  }
+  cuda_present = detail::cuda_device_present();
+#if GRADWIRE_HAVE_NCCL
+  // Every rank must agree whether NCCL is made, or ncclCommInitRank would wait forever.
+  int all_have_gpu = cuda_present ? 1 : 0;
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &all_have_gpu, 1, MPI_INT, MPI_MIN, comm), call,
+            "MPI_Allreduce");
+  if (all_have_gpu) device = detail::make_nccl_backend(*this, o.device, init_timeout);
+#endif
+  rendezvous_s = MPI_Wtime() - t0;
+}
+
+Communicator::Impl::~Impl() { release(); }
+
+void Communicator::Impl::release() noexcept {
+  orphans.clear();
+  device.reset();
+  int down = 0;
+  MPI_Finalized(&down);
+  if (down) return;  // MPI already freed everything
+  for (MPI_Comm* c : {&leaders, &local, &comm})
+    if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
+}
+
+void Communicator::Impl::orphan(std::unique_ptr<Request::State> st) noexcept {
+  st->done = true;  // never waited on again
+  orphans.push_back(std::move(st));
+}
+
+void Communicator::Impl::fail(ErrorCode code, const CallInfo& call,
+                              const std::string& cause) const {
+  throw Error(code, detail::message(rank, size, call, cause));
+}
+
+void Communicator::Impl::abort_job(const std::string& msg) const noexcept {
+  std::fprintf(stderr, "%s\n", msg.c_str());
+  std::fflush(stderr);
+  if (device) device->abort();
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::_Exit(1);
+}
+
+void Communicator::Impl::timed_out(const CallInfo& call, OnTimeout how) const {
+  const std::string msg = detail::message(
+      rank, size, call,
+      "did not complete within " + std::to_string(timeout_s) + " s (GRADWIRE_TIMEOUT)" +
+          (how == OnTimeout::Abort ? "; aborting the job" : ""));
+  if (how == OnTimeout::Abort) abort_job(msg);
+  throw Error(ErrorCode::Timeout, msg);
+}
+
+void Communicator::Impl::check_mpi(int rc, const CallInfo& call, const char* what) const {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  fail(ErrorCode::Mpi, call, std::string(what) + " failed: " + std::string(text, len));
+}
+
+// ---------------------------------------------------------------------------------------
+// Argument checks: every one runs before anything goes on the wire.
+
+namespace {
+
+using Impl = Communicator::Impl;
+
+Impl& live(const std::shared_ptr<Impl>& impl, const CallInfo& call) {
+  if (!impl) {
+    throw Error(ErrorCode::Finalized,
+                "gradwire: " + detail::describe(call) + ": communicator was moved from");
+  }
+  if (impl->finalized) impl->fail(ErrorCode::Finalized, call, "communicator used after finalize()");
+  return *impl;
+}
+
+void check_args(const Impl& c, const CallInfo& call, std::size_t elements,
+                std::initializer_list<std::pair<const void*, const char*>> buffers) {
+  if (!is_valid(call.dtype)) {
+    c.fail(ErrorCode::InvalidArgument, call,
+           "invalid dtype value " + std::to_string(static_cast<int>(call.dtype)));
+  }
+  if (call.op >= 0 && !is_valid(static_cast<ReduceOp>(call.op))) {
+    c.fail(ErrorCode::InvalidArgument, call, "invalid op value " + std::to_string(call.op));
+  }
+  const std::size_t esz = dtype_size(call.dtype);
+  if (elements / static_cast<std::size_t>(c.size) != call.count && elements != call.count) {
+    c.fail(ErrorCode::InvalidArgument, call,
+           "count times " + std::to_string(c.size) + " ranks overflows size_t");
+  }
+  if (elements > std::numeric_limits<std::size_t>::max() / esz) {
+    c.fail(ErrorCode::InvalidArgument, call,
+           "count " + std::to_string(elements) + " times element size " + std::to_string(esz) +
+               " overflows size_t");
+  }
+  if (call.count > static_cast<std::size_t>(INT_MAX)) {
+    c.fail(ErrorCode::Unsupported, call,
+           "count exceeds MPI's per-call limit of " + std::to_string(INT_MAX) +
+               " elements; split the buffer");
+  }
+  if (call.count > 0) {
+    for (const auto& [ptr, name] : buffers)
+      if (!ptr) c.fail(ErrorCode::InvalidArgument, call, std::string("null ") + name + " buffer with nonzero count");
+  }
+  if (call.op == static_cast<int>(ReduceOp::Prod) &&
+      (call.dtype == DType::Float16 || call.dtype == DType::BFloat16)) {
+    c.fail(ErrorCode::Unsupported, call,
+           "prod is not supported on 16-bit floats (each product would round to 16 bits); "
+           "reduce in float32");
+  }
+}
+
+bool on_device(Impl& c, const CallInfo& call, Memory mem, const void* p) {
+  if (mem == Memory::Host) return false;
+  const bool device = mem == Memory::Device || (c.cuda_present && detail::is_device_pointer(p));
+  if (device && !c.device) {
+    c.fail(ErrorCode::Unsupported, call,
+           GRADWIRE_HAVE_NCCL ? "device buffer, but this communicator has no NCCL communicator "
+                                "(not every rank sees a GPU)"
+                              : "device buffer, but gradwire was built without NCCL");
+  }
+  return device;
+}
+
+CallInfo info(const char* name, std::size_t count, DType t, int op = -1, int peer = -1) {
+  CallInfo c;
+  c.collective = name;
+  c.count = count;
+  c.dtype = t;
+  c.op = op;
+  c.peer = peer;
+  return c;
+}
+
+// Completed requests (count 0, blocking device calls) still need a state to answer test().
+Request done_request(const std::shared_ptr<Impl>& impl, const CallInfo& call) {
+  auto st = std::make_unique<Request::State>();
+  st->comm = impl;
+  st->call = call;
+  st->done = true;
+  return Request(std::move(st));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+
+Communicator::Communicator(MPI_Comm comm, const Options& options)
+    : impl_(std::make_shared<Impl>(comm, options)) {}
+Communicator::Communicator(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Communicator::~Communicator() = default;
+Communicator::Communicator(Communicator&&) noexcept = default;
+Communicator& Communicator::operator=(Communicator&&) noexcept = default;
+
+Communicator::Impl& Communicator::impl() const {
+  CallInfo call;
+  call.collective = "communicator";
+  call.has_data = false;
+  return live(impl_, call);
+}
+
+int Communicator::rank() const { return impl().rank; }
+int Communicator::size() const { return impl().size; }
+int Communicator::local_rank() const { return impl().local_rank; }
+int Communicator::local_size() const { return impl().local_size; }
+int Communicator::node() const { return impl().node; }
+int Communicator::node_count() const { return impl().node_count; }
+MPI_Comm Communicator::mpi_comm() const { return impl().comm; }
+MPI_Comm Communicator::local_comm() const { return impl().local; }
+MPI_Comm Communicator::leaders_comm() const { return impl().leaders; }
+double Communicator::rendezvous_seconds() const { return impl().rendezvous_s; }
+bool Communicator::has_device() const { return impl().device != nullptr; }
+int Communicator::device() const { return impl().device ? impl().device->device() : -1; }
+double Communicator::timeout_seconds() const { return impl().timeout_s; }
+OnTimeout Communicator::on_timeout() const { return impl().policy; }
+void Communicator::set_on_timeout(OnTimeout policy) { impl().policy = policy; }
+
+Communicator Communicator::split(int color, int key) const {
+  Impl& c = impl();
+  CallInfo call;
+  call.collective = "split";
+  call.has_data = false;
+  if (color < 0) c.fail(ErrorCode::InvalidArgument, call, "color must be >= 0, got " + std::to_string(color));
+  MPI_Comm sub = MPI_COMM_NULL;
+  c.check_mpi(MPI_Comm_split(c.comm, color, key, &sub), call, "MPI_Comm_split");
+  Options o = c.options;
+  o.timeout_s = c.timeout_s;
+  o.on_timeout = c.policy == OnTimeout::Abort ? Options::Policy::Abort : Options::Policy::Return;
+  try {
+    Communicator result(sub, o);
+    MPI_Comm_free(&sub);
+    return result;
+  } catch (...) {
+    MPI_Comm_free(&sub);
+    throw;
+  }
+}
+
+void Communicator::finalize() {
+  Impl& c = impl();
+  c.release();
+  c.finalized = true;
+}
+
+namespace {
+
+// The one path behind each blocking/non-blocking pair: validate, then device or host.
+template <class Device, class Host>
+Request dispatch(const std::shared_ptr<Impl>& impl, const CallInfo& call, bool blocking,
+                 Memory mem, const void* probe, Device&& device, Host&& host) {
+  Impl& c = *impl;
+  if (call.count == 0) return blocking ? Request() : done_request(impl, call);
+  if (on_device(c, call, mem, probe)) {
+    device(*c.device);
+    auto st = std::make_unique<Request::State>();
+    st->comm = impl;
+    st->call = call;
+    st->event = c.device->record(call);
+    Request r(std::move(st));
+    if (!blocking) return r;
+    r.wait();
+    return Request();
+  }
+  detail::StatePtr st = host(blocking);
+  return st ? Request(std::move(st)) : Request();
+}
+
+Request allreduce_on(const std::shared_ptr<Impl>& impl, bool blocking, const void* send,
+                     void* recv, std::size_t count, DType t, ReduceOp op, Memory mem) {
+  const CallInfo call = info(blocking ? "allreduce" : "iallreduce", count, t, static_cast<int>(op));
+  check_args(live(impl, call), call, count, {{send, "send"}, {recv, "recv"}});
+  return dispatch(
+      impl, call, blocking, mem, recv,
+      [&](detail::DeviceBackend& d) { d.allreduce(send, recv, count, t, op, call); },
+      [&](bool b) { return detail::mpi_allreduce(impl, call, send, recv, count, t, op, b); });
+}
+
+Request allgather_on(const std::shared_ptr<Impl>& impl, bool blocking, const void* send,
+                     void* recv, std::size_t count, DType t, Memory mem) {
+  const CallInfo call = info(blocking ? "allgather" : "iallgather", count, t);
+  Impl& c = live(impl, call);
+  check_args(c, call, count * static_cast<std::size_t>(c.size), {{send, "send"}, {recv, "recv"}});
+  return dispatch(
+      impl, call, blocking, mem, recv,
+      [&](detail::DeviceBackend& d) { d.allgather(send, recv, count, t, call); },
+      [&](bool b) { return detail::mpi_allgather(impl, call, send, recv, count, t, b); });
+}
+
+Request reduce_scatter_on(const std::shared_ptr<Impl>& impl, bool blocking, const void* send,
+                          void* recv, std::size_t count, DType t, ReduceOp op, Memory mem) {
+  const CallInfo call =
+      info(blocking ? "reduce_scatter" : "ireduce_scatter", count, t, static_cast<int>(op));
+  Impl& c = live(impl, call);
+  check_args(c, call, count * static_cast<std::size_t>(c.size), {{send, "send"}, {recv, "recv"}});
+  return dispatch(
+      impl, call, blocking, mem, recv,
+      [&](detail::DeviceBackend& d) { d.reduce_scatter(send, recv, count, t, op, call); },
+      [&](bool b) {
+        return detail::mpi_reduce_scatter(impl, call, send, recv, count, t, op, b);
+      });
+}
+
+Request broadcast_on(const std::shared_ptr<Impl>& impl, bool blocking, void* buf,
+                     std::size_t count, DType t, int root, Memory mem) {
+  const CallInfo call = info(blocking ? "broadcast" : "ibroadcast", count, t, -1, root);
+  Impl& c = live(impl, call);
+  check_args(c, call, count, {{buf, "data"}});
+  if (root < 0 || root >= c.size) {
+    c.fail(ErrorCode::InvalidArgument, call,
+           "root " + std::to_string(root) + " is not a rank of this communicator (size " +
+               std::to_string(c.size) + ")");
+  }
+  return dispatch(
+      impl, call, blocking, mem, buf,
+      [&](detail::DeviceBackend& d) { d.broadcast(buf, count, t, root, call); },
+      [&](bool b) { return detail::mpi_broadcast(impl, call, buf, count, t, root, b); });
+}
+
+}  // namespace
+
+void Communicator::allreduce(const void* send, void* recv, std::size_t count, DType dtype,
+                             ReduceOp op, Memory mem) {
+  allreduce_on(impl_, true, send, recv, count, dtype, op, mem);
+}
+Request Communicator::iallreduce(const void* send, void* recv, std::size_t count, DType dtype,
+                                 ReduceOp op, Memory mem) {
+  return allreduce_on(impl_, false, send, recv, count, dtype, op, mem);
+}
+void Communicator::allgather(const void* send, void* recv, std::size_t count, DType dtype,
+                             Memory mem) {
+  allgather_on(impl_, true, send, recv, count, dtype, mem);
+}
+Request Communicator::iallgather(const void* send, void* recv, std::size_t count, DType dtype,
+                                 Memory mem) {
+  return allgather_on(impl_, false, send, recv, count, dtype, mem);
+}
+void Communicator::reduce_scatter(const void* send, void* recv, std::size_t recv_count,
+                                  DType dtype, ReduceOp op, Memory mem) {
+  reduce_scatter_on(impl_, true, send, recv, recv_count, dtype, op, mem);
+}
+Request Communicator::ireduce_scatter(const void* send, void* recv, std::size_t recv_count,
+                                      DType dtype, ReduceOp op, Memory mem) {
+  return reduce_scatter_on(impl_, false, send, recv, recv_count, dtype, op, mem);
+}
+void Communicator::broadcast(void* buf, std::size_t count, DType dtype, int root, Memory mem) {
+  broadcast_on(impl_, true, buf, count, dtype, root, mem);
+}
+Request Communicator::ibroadcast(void* buf, std::size_t count, DType dtype, int root,
+                                 Memory mem) {
+  return broadcast_on(impl_, false, buf, count, dtype, root, mem);
+}
+
+std::string build_info() {
+  std::string s = "gradwire " GRADWIRE_VERSION_STRING " (MPI";
+  if (GRADWIRE_HAVE_CUDA) s += ", CUDA";
+  if (GRADWIRE_HAVE_NCCL) s += ", NCCL";
+  return s + ")";
+}
+
+}  // namespace gradwire

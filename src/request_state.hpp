@@ -1,0 +1,32 @@
+// What a Request holds while its collective is in flight.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <mpi.h>
+
+#include "call_info.hpp"
+#include "comm_impl.hpp"
+
+namespace gradwire {
+
+struct Request::State {
+  std::shared_ptr<Communicator::Impl> comm;
+  detail::CallInfo call;
+  std::vector<MPI_Request> mpi;       // host path: the MPI requests to complete
+  void* event = nullptr;              // device path: a CUDA event recorded after the call
+  std::function<void()> finish;       // runs once, after completion (e.g. avg's division)
+  std::vector<std::byte> temp, temp2; // buffers the transfer reads or writes
+  bool done = false;
+
+  ~State();
+  // One non-blocking check; runs `finish` on completion.
+  bool poll();
+  // Polls until done or the deadline; on expiry, as the communicator's policy says.
+  void wait(OnTimeout policy);
+};
+
+}  // namespace gradwire

@@ -1,0 +1,105 @@
+#include "watchdog.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace gradwire::detail {
+namespace {
+
+// The thread runs while at least one slot exists, waking every 20 ms: a deadline is met to
+// within that, and an idle process pays nothing.
+class Watchdog {
+ public:
+  // Never destroyed: slots owned by other statics may unregister during exit.
+  static Watchdog& instance() {
+    static Watchdog* w = new Watchdog;
+    return *w;
+  }
+
+  void add(WatchSlot* s) {
+    std::unique_lock lock(mu_);
+    slots_.push_back(s);
+    if (!thread_.joinable()) {
+      stop_ = false;
+      thread_ = std::thread([this] { run(); });
+    }
+  }
+
+  void remove(WatchSlot* s) {
+    std::thread finished;
+    {
+      std::unique_lock lock(mu_);
+      slots_.erase(std::remove(slots_.begin(), slots_.end(), s), slots_.end());
+      if (slots_.empty() && thread_.joinable()) {
+        stop_ = true;
+        finished = std::move(thread_);
+      }
+    }
+    cv_.notify_all();
+    if (finished.joinable()) finished.join();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(20));
+      if (stop_) break;
+      const std::int64_t now = monotonic_ns();
+      for (WatchSlot* s : slots_) s->check(now);
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<WatchSlot*> slots_;
+  std::thread thread_;
+  bool stop_ = false;
+};
+
+}  // namespace
+
+std::int64_t monotonic_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+WatchSlot::WatchSlot(Expire on_expire) : on_expire_(std::move(on_expire)) {
+  Watchdog::instance().add(this);
+}
+
+WatchSlot::~WatchSlot() { Watchdog::instance().remove(this); }
+
+void WatchSlot::arm(double timeout_s, const CallInfo& call) noexcept {
+  const auto timeout_ns = static_cast<std::int64_t>(timeout_s * 1e9);
+  collective_.store(call.collective, std::memory_order_relaxed);
+  count_.store(call.count, std::memory_order_relaxed);
+  dtype_.store(static_cast<int>(call.dtype), std::memory_order_relaxed);
+  op_.store(call.op, std::memory_order_relaxed);
+  peer_.store(call.peer, std::memory_order_relaxed);
+  timeout_ns_.store(timeout_ns, std::memory_order_relaxed);
+  deadline_ns_.store(monotonic_ns() + timeout_ns, std::memory_order_release);
+}
+
+void WatchSlot::check(std::int64_t now_ns) {
+  const std::int64_t deadline = deadline_ns_.load(std::memory_order_acquire);
+  if (deadline == 0 || now_ns < deadline) return;
+  CallInfo call;
+  call.collective = collective_.load(std::memory_order_relaxed);
+  call.count = count_.load(std::memory_order_relaxed);
+  call.dtype = static_cast<DType>(dtype_.load(std::memory_order_relaxed));
+  call.op = op_.load(std::memory_order_relaxed);
+  call.peer = peer_.load(std::memory_order_relaxed);
+  const double timeout_s = static_cast<double>(timeout_ns_.load(std::memory_order_relaxed)) * 1e-9;
+  // Re-armed by a newer call while we read: that call's deadline is in the future.
+  if (deadline_ns_.load(std::memory_order_acquire) != deadline) return;
+  deadline_ns_.store(0, std::memory_order_relaxed);
+  on_expire_(call, timeout_s);
+}
+
+}  // namespace gradwire::detail
