@@ -198,6 +198,7 @@ gw_status_t gw_comm_set_on_timeout(gw_comm_t comm, gw_on_timeout_t policy) {
     switch (policy) {
       case GW_ON_TIMEOUT_ABORT: c.set_on_timeout(gradwire::OnTimeout::Abort); return;
       case GW_ON_TIMEOUT_RETURN: c.set_on_timeout(gradwire::OnTimeout::Return); return;
+      default: break;  // any other int a C caller passed
     }
     throw CError{GW_INVALID_ARGUMENT, "policy is neither GW_ON_TIMEOUT_ABORT nor _RETURN"};
   });

@@ -35,8 +35,12 @@ typedef enum gw_status {
   GW_CUDA_ERROR = 8,
   GW_WIRE_FORMAT = 9,      /* a malformed or truncated compressed message */
   GW_INTERNAL = 10,        /* a bug in gradwire */
-  GW_OUT_OF_MEMORY = 11    /* host allocation failed (C ABI only) */
+  GW_OUT_OF_MEMORY = 11,   /* host allocation failed (C ABI only) */
+  GW_STATUS_MAX_ENUM_ = 0x7fffffff
 } gw_status_t;
+
+/* The *_MAX_ENUM_ members keep each enum int-sized and make every non-negative int a valid
+ * value of it in C++, so the library can receive and reject any value a C caller passes. */
 
 /* Values equal gradwire::DType; they never change. */
 typedef enum gw_dtype {
@@ -46,16 +50,25 @@ typedef enum gw_dtype {
   GW_BFLOAT16 = 3,
   GW_INT32 = 4,
   GW_INT64 = 5,
-  GW_UINT8 = 6
+  GW_UINT8 = 6,
+  GW_DTYPE_MAX_ENUM_ = 0x7fffffff
 } gw_dtype_t;
 
 /* Values equal gradwire::ReduceOp. GW_AVG on integers truncates toward zero. */
-typedef enum gw_op { GW_SUM = 0, GW_AVG = 1, GW_MIN = 2, GW_MAX = 3, GW_PROD = 4 } gw_op_t;
+typedef enum gw_op {
+  GW_SUM = 0,
+  GW_AVG = 1,
+  GW_MIN = 2,
+  GW_MAX = 3,
+  GW_PROD = 4,
+  GW_OP_MAX_ENUM_ = 0x7fffffff
+} gw_op_t;
 
 /* What a wait does past its deadline (GRADWIRE_TIMEOUT seconds, default 300). */
 typedef enum gw_on_timeout {
   GW_ON_TIMEOUT_ABORT = 0, /* print the error and abort the job (default) */
-  GW_ON_TIMEOUT_RETURN = 1 /* return GW_TIMEOUT; the request stays pending */
+  GW_ON_TIMEOUT_RETURN = 1, /* return GW_TIMEOUT; the request stays pending */
+  GW_ON_TIMEOUT_MAX_ENUM_ = 0x7fffffff
 } gw_on_timeout_t;
 
 typedef struct gw_comm_s* gw_comm_t;       /* a gradwire communicator */
