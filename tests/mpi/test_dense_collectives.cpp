@@ -45,7 +45,7 @@ Expect reference(DType t, ReduceOp op, std::uint64_t seed, int nranks, std::size
     lo = std::min(lo, x);
     hi = std::max(hi, x);
     isum += static_cast<std::int64_t>(x);
-    iprod *= static_cast<std::int64_t>(x);
+    if (op == ReduceOp::Prod) iprod *= static_cast<std::int64_t>(x);
   }
   const bool integer = !gradwire::is_float(t);
   if (op == ReduceOp::Min) return {lo, 0};
