@@ -1,0 +1,83 @@
+// Persistent plans: compressed allreduce / allgather of one gradient buffer, made once and run
+// every step. A plan owns its workspace and its error-feedback residual, so running it
+// allocates nothing and a training code manages no extra memory.
+//
+//   gradwire::PlanConfig cfg;
+//   cfg.count = n; cfg.codec = "q4"; cfg.op = gradwire::ReduceOp::Avg;
+//   gradwire::Plan plan(comm, cfg);               // collective: ranks must agree
+//   for (step...) plan.allreduce(grad, grad);    // every rank ends with identical bits
+//   const gradwire::PlanStats& s = plan.stats();  // wire bytes, encode/transfer/decode time
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "gradwire/communicator.hpp"
+#include "gradwire/types.hpp"
+
+namespace gradwire {
+
+enum class PlanCollective { Allreduce, Allgather };
+
+struct PlanConfig {
+  PlanCollective collective = PlanCollective::Allreduce;
+  std::size_t count = 0;            // allreduce: elements; allgather: elements per rank
+  DType dtype = DType::Float32;     // Float32, Float16 or BFloat16
+  ReduceOp op = ReduceOp::Sum;      // Sum or Avg
+  std::string codec = "none";       // a codec spec (docs/codecs.md)
+  // "auto", "dense" (engine allreduce), "sra" (scatter-reduce-allgather), "shared-grid"
+  // (integer reduce on a common grid), "sparse-allgather", "hier" (dense in the node,
+  // compressed among node leaders). docs/compressed-collectives.md gives each one's bound.
+  std::string algorithm = "auto";
+  bool error_feedback = true;       // keep the residual of lossy codecs
+  std::uint64_t seed = 0;           // stochastic rounding and random-k
+  Memory memory = Memory::Host;
+};
+
+// What the last run did (per rank).
+struct PlanStats {
+  std::string algorithm;            // the algorithm "auto" chose
+  std::size_t logical_bytes = 0;    // count * dtype size
+  std::size_t wire_bytes = 0;       // bytes this rank sent
+  double encode_s = 0, transfer_s = 0, decode_s = 0, total_s = 0;
+};
+
+class Plan {
+ public:
+  // Collective over comm. Ranks that disagree on the configuration (count, dtype, op, codec,
+  // algorithm, collective) all fail with ErrorCode::Mismatch, naming the field.
+  Plan(Communicator& comm, const PlanConfig& config);
+  ~Plan();
+  Plan(Plan&&) noexcept;
+  Plan& operator=(Plan&&) noexcept;
+
+  // Allreduce plans: recv may equal send. Allgather plans: send holds count elements, recv
+  // count * size, rank r's block at r * count.
+  void run(const void* send, void* recv);
+  Request start(const void* send, void* recv);  // non-blocking; wait() on the request
+  void run_on_stream(const void* send, void* recv, void* cuda_stream);  // device buffers
+
+  const PlanStats& stats() const;
+  const PlanConfig& config() const;
+  std::uint64_t step() const;  // runs so far; keys stochastic rounding
+
+  void reset_residual();
+  // Collective. The file is keyed by global element range, so a run restarted on a different
+  // number of ranks loads it correctly.
+  void save_residual(const std::string& path) const;
+  void load_residual(const std::string& path);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// One-shot compressed allreduce for callers that want no state (no error feedback).
+void allreduce_compressed(Communicator& comm, const void* send, void* recv, std::size_t count,
+                          DType dtype, ReduceOp op, const std::string& codec,
+                          const std::string& algorithm = "auto");
+
+}  // namespace gradwire
