@@ -9,6 +9,8 @@ packages=(
   libgtest-dev libgmock-dev              # tests
   libbenchmark-dev                       # codec throughput benchmark
   clang libclang-rt-14-dev               # libFuzzer targets (CI runs them briefly)
+  libopenblas-dev zlib1g-dev             # examples/fashion_mnist: cblas_sgemm, reading .gz
+  dataset-fashion-mnist                  # examples/fashion_mnist: the data (IDX files, gzipped)
 )
 
 missing=()
