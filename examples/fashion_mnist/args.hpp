@@ -1,0 +1,33 @@
+// Command-line flags of the trainer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fm {
+
+struct Args {
+  std::string codec = "none";    // gradwire codec spec: none, fp16, q8, q4, q2, sign, topk:0.01
+  std::string algo = "auto";     // gradwire plan algorithm: auto, dense, sra, shared-grid, ...
+  bool ef = true;                // error feedback for lossy codecs
+  int epochs = 10;
+  std::size_t batch = 32;        // per rank; the global batch is batch * ranks
+  double lr = 0.05;
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  std::string schedule = "cosine";  // const | cosine (to zero over the run)
+  std::uint64_t seed = 1;
+  std::size_t train_subset = 0;  // first N training examples; 0 = all 60000
+  std::size_t test_subset = 0;   // first N test examples; 0 = all 10000
+  std::vector<std::size_t> hidden = {512, 256};
+  std::string data_dir;          // empty: Debian's /usr/share/datasets/fashion-mnist
+};
+
+// Parses argv. Returns false after printing usage for --help; throws std::invalid_argument
+// naming the flag on a bad or unknown one.
+bool parse_args(int argc, char** argv, Args& out);
+std::string usage();
+
+}  // namespace fm
