@@ -12,15 +12,16 @@ status=0
 step() { echo; echo "=== $* ==="; }
 
 step "full build (CUDA/NCCL: AUTO)"
-if "$root/scripts/build.sh" "$root/build"; then
-  (cd "$root/build" && ctest -j2 --output-on-failure --timeout 900) || status=1
+if "$root/scripts/build.sh" "$root/build-test" -DGRADWIRE_BUILD_TESTS=ON -DGRADWIRE_BUILD_BENCH=ON; then
+  (cd "$root/build-test" && ctest -j2 --output-on-failure --timeout 900) || status=1
 else
   status=1
 fi
 
 step "CPU-only build under AddressSanitizer + UndefinedBehaviorSanitizer"
 if "$root/scripts/build.sh" "$root/build-asan" -DGRADWIRE_CUDA=OFF -DGRADWIRE_NCCL=OFF \
-     -DGRADWIRE_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGRADWIRE_BUILD_BENCH=OFF; then
+     -DGRADWIRE_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+     -DGRADWIRE_BUILD_TESTS=ON -DGRADWIRE_BUILD_BENCH=OFF; then
   # (LeakSanitizer stays on for single-process tests; tests/CMakeLists.txt says why it
   # is off under mpirun.)
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
