@@ -4,7 +4,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$1
 shift
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >"$build.configure.log" 2>&1 \
-  || { cat "$build.configure.log"; exit 1; }
-grep -E "^-- gradwire:" "$build.configure.log" || true
+mkdir -p "$build"
+log=$build/configure.log
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >"$log" 2>&1 || { cat "$log"; exit 1; }
+grep -E "^-- gradwire:" "$log" || true
 cmake --build "$build" -j "$(nproc)"
