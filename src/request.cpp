@@ -23,6 +23,8 @@ bool Request::State::poll() {
     if (!comm->device->query(event, call)) return false;
     comm->device->release_event(event);
     event = nullptr;
+  } else if (progress) {
+    if (!progress()) return false;
   } else if (!mpi.empty()) {
     int flag = 0;
     comm->check_mpi(MPI_Testall(static_cast<int>(mpi.size()), mpi.data(), &flag,

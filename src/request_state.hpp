@@ -19,6 +19,9 @@ struct Request::State {
   std::vector<MPI_Request> mpi;       // host path: the MPI requests to complete
   void* event = nullptr;              // device path: a CUDA event recorded after the call
   std::function<void()> finish;       // runs once, after completion (e.g. avg's division)
+  // Multi-stage operations (plans): advances them by one non-blocking step and says whether
+  // they are complete. Polled instead of `mpi` when set.
+  std::function<bool()> progress;
   std::vector<std::byte> temp, temp2; // buffers the transfer reads or writes
   bool done = false;
 

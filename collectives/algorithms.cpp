@@ -1,0 +1,710 @@
+#include "collectives/algorithms.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "codec/grid.hpp"
+#include "gradwire/error.hpp"
+#include "transport/element_ops.hpp"
+
+namespace gradwire::coll {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Adds the time of a scope to a counter (encode_s / decode_s).
+struct Timed {
+  explicit Timed(double& acc) : acc_(acc), t0_(now_s()) {}
+  ~Timed() { acc_ += now_s() - t0_; }
+  double& acc_;
+  double t0_;
+};
+
+constexpr int kTagReduce = 1, kTagGather = 2;
+
+void scale(float* x, std::size_t n, int p) {
+  if (p == 1) return;
+  // Multiplying by the rounded 1/P would add a rounding of its own; divide as the engine does.
+  detail::divide_in_place(x, n, DType::Float32, p);
+}
+
+// Bucket-aligned chunk boundaries: rank r owns elements [off[r], off[r+1]). Chunks cut at
+// bucket multiples encode exactly as the whole would (docs/codecs.md), so no codec bucket
+// straddles two owners.
+std::vector<std::size_t> chunk_offsets(std::size_t n, std::size_t unit, int p) {
+  const std::size_t units = (n + unit - 1) / unit;
+  std::vector<std::size_t> off(static_cast<std::size_t>(p) + 1);
+  for (int r = 0; r <= p; ++r)
+    off[static_cast<std::size_t>(r)] =
+        std::min(n, unit * (units * static_cast<std::size_t>(r) / static_cast<std::size_t>(p)));
+  return off;
+}
+
+// The stage loop shared by the algorithms: report arrivals, and when every operation of the
+// current stage has completed, run the next stage (which posts the following operations).
+class Staged : public Algorithm {
+ public:
+  explicit Staged(Transport& t) : t_(t), done_(static_cast<std::size_t>(4 * t.size() + 8)) {}
+  void begin(const void* in, void* out, std::uint64_t step) override {
+    in_ = in;
+    out_ = out;
+    step_ = step;
+    stage_ = 0;
+    encode_s = decode_s = 0;
+    finished_ = !advance();
+  }
+  bool progress() override {
+    while (!finished_) {
+      const int n = t_.test_some(done_.data());
+      if (n == 0) return false;
+      if (n > 0) {
+        for (int i = 0; i < n; ++i) arrived(done_[static_cast<std::size_t>(i)]);
+        continue;
+      }
+      t_.reset();
+      ++stage_;
+      finished_ = !advance();
+    }
+    return true;
+  }
+
+ protected:
+  // Runs stage `stage_` (local work, then posts); false when the run is complete.
+  virtual bool advance() = 0;
+  virtual void arrived(int /*op*/) {}
+
+  Transport& t_;
+  std::vector<int> done_;
+  const void* in_ = nullptr;
+  void* out_ = nullptr;
+  std::uint64_t step_ = 0;
+  int stage_ = 0;
+  bool finished_ = true;
+};
+
+// ---------------------------------------------------------------------------------------
+// Dense allreduce (the engine's)
+
+class DenseAllreduce final : public Staged {
+ public:
+  DenseAllreduce(Transport& t, const AlgoParams& p) : Staged(t), p_(p) {}
+
+ protected:
+  bool advance() override {
+    const std::size_t esz = dtype_size(p_.dtype);
+    if (stage_ == 0) {
+      if (p_.count == 0) return false;
+      const bool is16 = p_.dtype != DType::Float32;
+      if (is16 && p_.op == ReduceOp::Avg) {
+        // Pre-divided by P, rounded once: no partial sum can overflow (docs/collectives.md).
+        detail::predivide16(in_, out_, p_.count, p_.dtype, t_.size());
+      } else if (in_ != out_) {
+        std::memmove(out_, in_, p_.count * esz);
+      }
+      const Elem e = p_.dtype == DType::Float32   ? Elem::F32
+                     : p_.dtype == DType::Float16 ? Elem::F16
+                                                  : Elem::BF16;
+      t_.iallreduce(out_, p_.count, e, Reduce::Sum);
+      return true;
+    }
+    if (p_.dtype == DType::Float32 && p_.op == ReduceOp::Avg)
+      scale(static_cast<float*>(out_), p_.count, t_.size());
+    return false;
+  }
+
+ private:
+  AlgoParams p_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Scatter-reduce-allgather
+
+class Sra final : public Staged {
+ public:
+  Sra(Transport& t, const AlgoParams& p) : Staged(t), p_(p), codec_(p.codec) {
+    if (codec_.sparse()) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "gradwire: algorithm sra needs a dense codec, not '" + p.codec.to_string() + "'");
+    }
+    const int P = t.size();
+    me_ = t.rank();
+    const std::size_t unit = codec_.bucket_size() ? codec_.bucket_size() : 1;
+    off_ = chunk_offsets(p.count, unit, P);
+    cap_.resize(static_cast<std::size_t>(P));
+    moff_.resize(static_cast<std::size_t>(P) + 1, 0);
+    for (int r = 0; r < P; ++r) {
+      cap_[r] = len(r) ? codec_.max_encoded_bytes(len(r)) : 0;
+      moff_[r + 1] = moff_[r] + cap_[r];
+    }
+    send_.resize(moff_[P]);
+    recv_.resize(cap_[me_] * static_cast<std::size_t>(P));
+    own2_.resize(cap_[me_]);
+    acc_.resize(len(me_));
+    peer_.resize(done_.size());
+    if (p.error_feedback) {
+      res1_.assign(p.count, 0.0f);
+      res2_.assign(len(me_), 0.0f);
+      slots.push_back({res1_.data(), 0, p.count, true});
+      slots.push_back({res2_.data(), off_[me_], len(me_), false});
+    }
+  }
+
+ protected:
+  std::size_t len(int r) const { return off_[r + 1] - off_[r]; }
+
+  bool advance() override {
+    const int P = t_.size();
+    float* out = static_cast<float*>(out_);
+    if (stage_ == 0) {
+      if (p_.count == 0) return false;
+      const float* in = static_cast<const float*>(in_);
+      {
+        Timed tm(encode_s);
+        // Every chunk, the own one too: each rank's input is rounded once, the same way.
+        for (int j = 0; j < P; ++j) {
+          if (!len(j)) continue;
+          codec_.encode(in + off_[j], DType::Float32, len(j), off_[j], p_.seed, step_,
+                        send_.data() + moff_[j], cap_[j],
+                        p_.error_feedback ? res1_.data() + off_[j] : nullptr);
+        }
+      }
+      if (len(me_)) {  // a rank may own no chunk when count is small
+        std::fill(acc_.begin(), acc_.end(), 0.0f);
+        {
+          Timed tm(decode_s);
+          codec_.decode_add(send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
+        }
+        for (int j = 0; j < P; ++j) {
+          if (j == me_) continue;
+          peer_[t_.irecv(recv_.data() + cap_[me_] * j, cap_[me_], j, kTagReduce)] = j;
+        }
+      }
+      t_.group_start();
+      for (int j = 0; j < P; ++j) {
+        if (j != me_ && len(j))
+          peer_[t_.isend(send_.data() + moff_[j], cap_[j], j, kTagReduce)] = -1;
+      }
+      t_.group_end();
+      return true;
+    }
+    if (stage_ == 1) {
+      if (len(me_)) {
+        if (p_.op == ReduceOp::Avg) scale(acc_.data(), len(me_), P);
+        {
+          Timed tm(encode_s);
+          // A second seed: the re-encode's random bits must not repeat the first rounding's.
+          codec_.encode(acc_.data(), DType::Float32, len(me_), off_[me_],
+                        p_.seed ^ 0x9e3779b97f4a7c15ull, step_, own2_.data(), cap_[me_],
+                        p_.error_feedback ? res2_.data() : nullptr);
+        }
+        Timed tm(decode_s);
+        codec_.decode(own2_.data(), cap_[me_], out + off_[me_], DType::Float32, len(me_));
+      }
+      for (int j = 0; j < P; ++j) {
+        if (j != me_ && len(j))
+          peer_[t_.irecv(send_.data() + moff_[j], cap_[j], j, kTagGather)] = j;
+      }
+      t_.group_start();
+      for (int j = 0; j < P; ++j) {
+        if (j != me_ && len(me_)) peer_[t_.isend(own2_.data(), cap_[me_], j, kTagGather)] = -1;
+      }
+      t_.group_end();
+      return true;
+    }
+    return false;
+  }
+
+  void arrived(int op) override {
+    const int j = peer_[static_cast<std::size_t>(op)];
+    if (j < 0) return;  // a send
+    Timed tm(decode_s);
+    if (stage_ == 0) {
+      codec_.decode_add(recv_.data() + cap_[me_] * j, cap_[me_], acc_.data(), len(me_));
+    } else {
+      codec_.decode(send_.data() + moff_[j], cap_[j], static_cast<float*>(out_) + off_[j],
+                    DType::Float32, len(j));
+    }
+  }
+
+ private:
+  AlgoParams p_;
+  Codec codec_;
+  int me_ = 0;
+  std::vector<std::size_t> off_, cap_, moff_;
+  std::vector<std::byte> send_, recv_, own2_;
+  std::vector<float> acc_, res1_, res2_;
+  std::vector<int> peer_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Shared-grid integer reduce
+
+class SharedGrid final : public Staged {
+ public:
+  SharedGrid(Transport& t, const AlgoParams& p) : Staged(t), p_(p) {
+    if (p.codec.kind != CodecKind::Quantize) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "gradwire: algorithm shared-grid needs a quantize codec (q1, q2, q4, q8), not '" +
+                      p.codec.to_string() + "'");
+    }
+    const int P = t.size();
+    me_ = t.rank();
+    bucket_ = p.codec.bucket;
+    levels_ = (1u << p.codec.bits) - 1;
+    int extra = 0;
+    while ((1 << extra) < P) ++extra;  // ceil(log2 P): the lane holds P * levels
+    width_ = p.codec.bits + static_cast<unsigned>(extra);
+    if (width_ > 32) {
+      throw Error(ErrorCode::Unsupported, "gradwire: shared-grid: " + std::to_string(P) +
+                                              " ranks need lanes wider than 32 bits");
+    }
+    per_word_ = 64 / width_;
+    nb_ = grid::bucket_count(p.count, bucket_);
+    off_ = chunk_offsets(p.count, bucket_, P);
+    woff_.resize(static_cast<std::size_t>(P) + 1, 0);
+    for (int r = 0; r < P; ++r) woff_[r + 1] = woff_[r] + words(len(r));
+    wsend_.resize(woff_[P]);
+    wrecv_.resize(words(len(me_)) * static_cast<std::size_t>(P));
+    wacc_.resize(words(len(me_)));
+    q_.resize(p.count);
+    mm_.resize(2 * nb_);
+    lo_.resize(nb_);
+    hi_.resize(nb_);
+    peer_.resize(done_.size());
+    if (p.error_feedback) {
+      v_.resize(p.count);
+      res_.assign(p.count, 0.0f);
+      slots.push_back({res_.data(), 0, p.count, true});
+    }
+  }
+
+ protected:
+  std::size_t len(int r) const { return off_[r + 1] - off_[r]; }
+  std::size_t words(std::size_t n) const { return (n + per_word_ - 1) / per_word_; }
+
+  void pack(const std::uint32_t* q, std::size_t n, std::uint64_t* w) const {
+    for (std::size_t k = 0, i = 0; i < n; ++k) {
+      std::uint64_t word = 0;
+      for (unsigned l = 0; l < per_word_ && i < n; ++l, ++i)
+        word |= static_cast<std::uint64_t>(q[i]) << (l * width_);
+      w[k] = word;
+    }
+  }
+  void unpack(const std::uint64_t* w, std::size_t n, std::uint32_t* q) const {
+    const std::uint64_t mask = (std::uint64_t{1} << width_) - 1;
+    for (std::size_t k = 0, i = 0; i < n; ++k)
+      for (unsigned l = 0; l < per_word_ && i < n; ++l, ++i)
+        q[i] = static_cast<std::uint32_t>((w[k] >> (l * width_)) & mask);
+  }
+
+  bool advance() override {
+    const int P = t_.size();
+    if (stage_ == 0) {
+      if (p_.count == 0) return false;
+      const float* x = static_cast<const float*>(in_);
+      if (p_.error_feedback) {
+        for (std::size_t i = 0; i < p_.count; ++i) v_[i] = x[i] + res_[i];
+        x = v_.data();
+      }
+      src_ = x;
+      Timed tm(encode_s);
+      grid::bucket_minmax(x, p_.count, bucket_, lo_.data(), hi_.data());
+      // One MAX reduction agrees on both ends: max(-lo) = -min(lo).
+      for (std::size_t b = 0; b < nb_; ++b) {
+        mm_[b] = -lo_[b];
+        mm_[nb_ + b] = hi_[b];
+      }
+      t_.iallreduce(mm_.data(), 2 * nb_, Elem::F32, Reduce::Max);
+      return true;
+    }
+    if (stage_ == 1) {
+      Timed tm(encode_s);
+      for (std::size_t b = 0; b < nb_; ++b) {
+        lo_[b] = -mm_[b];
+        hi_[b] = mm_[nb_ + b];
+        if (p_.codec.scale == ScaleMode::AbsMax) {
+          const float m = std::max(std::fabs(lo_[b]), std::fabs(hi_[b]));
+          lo_[b] = -m;
+          hi_[b] = m;
+        }
+      }
+      grid::quantize(src_, p_.count, bucket_, lo_.data(), hi_.data(), levels_, p_.codec.round,
+                     p_.seed, step_, 0, q_.data());
+      if (p_.error_feedback) {
+        // residual = v - (its value on the grid); v_ is free again once copied.
+        std::memcpy(res_.data(), v_.data(), p_.count * sizeof(float));
+        grid::dequantize_sum(q_.data(), p_.count, bucket_, lo_.data(), hi_.data(), levels_, 1,
+                             v_.data());
+        for (std::size_t i = 0; i < p_.count; ++i) res_[i] -= v_[i];
+      }
+      for (int j = 0; j < P; ++j) pack(q_.data() + off_[j], len(j), wsend_.data() + woff_[j]);
+      std::copy_n(wsend_.data() + woff_[me_], wacc_.size(), wacc_.data());
+      const std::size_t wb = wacc_.size() * 8;
+      if (wb) {
+        for (int j = 0; j < P; ++j)
+          if (j != me_) peer_[t_.irecv(wrecv_.data() + wacc_.size() * j, wb, j, kTagReduce)] = j;
+      }
+      t_.group_start();
+      for (int j = 0; j < P; ++j) {
+        const std::size_t nw = woff_[j + 1] - woff_[j];
+        if (j != me_ && nw) peer_[t_.isend(wsend_.data() + woff_[j], nw * 8, j, kTagReduce)] = -1;
+      }
+      t_.group_end();
+      return true;
+    }
+    if (stage_ == 2) {
+      // The reduced lanes travel back exactly: no decode or re-encode.
+      std::copy_n(wacc_.data(), wacc_.size(), wsend_.data() + woff_[me_]);
+      for (int j = 0; j < P; ++j) {
+        const std::size_t nw = woff_[j + 1] - woff_[j];
+        if (j != me_ && nw) peer_[t_.irecv(wsend_.data() + woff_[j], nw * 8, j, kTagGather)] = -1;
+      }
+      t_.group_start();
+      for (int j = 0; j < P; ++j)
+        if (j != me_ && !wacc_.empty())
+          peer_[t_.isend(wacc_.data(), wacc_.size() * 8, j, kTagGather)] = -1;
+      t_.group_end();
+      return true;
+    }
+    Timed tm(decode_s);
+    for (int j = 0; j < P; ++j) unpack(wsend_.data() + woff_[j], len(j), q_.data() + off_[j]);
+    float* out = static_cast<float*>(out_);
+    grid::dequantize_sum(q_.data(), p_.count, bucket_, lo_.data(), hi_.data(), levels_,
+                         static_cast<std::uint32_t>(P), out);
+    if (p_.op == ReduceOp::Avg) scale(out, p_.count, P);
+    return false;
+  }
+
+  void arrived(int op) override {
+    const int j = peer_[static_cast<std::size_t>(op)];
+    if (stage_ != 1 || j < 0) return;
+    // Lanes are wide enough for the sum of P codes, so packed words add as plain integers.
+    const std::uint64_t* w = wrecv_.data() + wacc_.size() * j;
+    for (std::size_t k = 0; k < wacc_.size(); ++k) wacc_[k] += w[k];
+  }
+
+ private:
+  AlgoParams p_;
+  int me_ = 0;
+  std::uint32_t bucket_ = 0, levels_ = 0;
+  unsigned width_ = 0, per_word_ = 0;
+  std::size_t nb_ = 0;
+  std::vector<std::size_t> off_, woff_;
+  std::vector<std::uint64_t> wsend_, wrecv_, wacc_;
+  std::vector<std::uint32_t> q_;
+  std::vector<float> mm_, lo_, hi_, v_, res_;
+  std::vector<int> peer_;
+  const float* src_ = nullptr;
+};
+
+// ---------------------------------------------------------------------------------------
+// Sparse allreduce
+
+class Sparse final : public Staged {
+ public:
+  Sparse(Transport& t, const AlgoParams& p) : Staged(t), p_(p), codec_(p.codec) {
+    if (!codec_.sparse()) {
+      throw Error(ErrorCode::InvalidArgument,
+                  "gradwire: algorithm sparse-allgather needs a sparse codec (topk, randk, "
+                  "threshold), not '" + p.codec.to_string() + "'");
+    }
+    randk_ = p.codec.kind == CodecKind::RandK;
+    if (randk_ && p.codec.value != ValueType::F32) {
+      throw Error(ErrorCode::Unsupported,
+                  "gradwire: random-k plans sum the chosen values with a dense allreduce and "
+                  "need value=f32");
+    }
+    const int P = t.size();
+    cap_ = codec_.max_encoded_bytes(p.count);
+    msg_.resize(cap_);
+    if (!randk_) {
+      if (cap_ * static_cast<std::size_t>(P) > 0x7fffffffu) {
+        throw Error(ErrorCode::Unsupported,
+                    "gradwire: sparse-allgather: P * message bound exceeds MPI's int count");
+      }
+      gather_.resize(cap_ * static_cast<std::size_t>(P));
+      sizes_.resize(static_cast<std::size_t>(P));
+      counts_.resize(static_cast<std::size_t>(P));
+      displs_.resize(static_cast<std::size_t>(P));
+    }
+    if (p.error_feedback) {
+      res_.assign(p.count, 0.0f);
+      slots.push_back({res_.data(), 0, p.count, true});
+    }
+  }
+
+ protected:
+  bool advance() override {
+    const int P = t_.size();
+    float* out = static_cast<float*>(out_);
+    if (stage_ == 0) {
+      if (p_.count == 0) return false;
+      {
+        Timed tm(encode_s);
+        bytes_ = codec_.encode(in_, DType::Float32, p_.count, 0, p_.seed, step_, msg_.data(), cap_,
+                               p_.error_feedback ? res_.data() : nullptr);
+      }
+      if (randk_) {
+        // Every rank chose the same elements (seed, step, index): sum the values in place,
+        // and the message, header unchanged, now carries the sums.
+        std::uint32_t nnz = 0;
+        std::memcpy(&nnz, msg_.data() + 20, 4);
+        t_.iallreduce(msg_.data() + 56, nnz, Elem::F32, Reduce::Sum);
+        return true;
+      }
+      own_ = bytes_;
+      t_.iallgather(&own_, sizes_.data(), sizeof(std::uint64_t));
+      return true;
+    }
+    if (randk_) {
+      if (stage_ == 1) {
+        Timed tm(decode_s);
+        codec_.decode(msg_.data(), bytes_, out, DType::Float32, p_.count);
+        if (p_.op == ReduceOp::Avg) scale(out, p_.count, P);
+      }
+      return false;
+    }
+    if (stage_ == 1) {
+      std::uint64_t total = 0;
+      for (int r = 0; r < P; ++r) total += sizes_[r];
+      // Byte costs per rank, ring algorithms: gathering the payloads moves (P-1)/P of their
+      // total, a dense float32 allreduce 2 (P-1)/P of 4n bytes. Decided from the gathered
+      // sizes, so every rank takes the same branch.
+      dense_ = P > 1 && total > 8 * static_cast<std::uint64_t>(p_.count);
+      if (dense_) {
+        Timed tm(decode_s);
+        // What this rank meant to send is v = x + e_old = decode(message) + e_new: send all
+        // of it uncompressed and keep no residual.
+        codec_.decode(msg_.data(), bytes_, out, DType::Float32, p_.count);
+        if (p_.error_feedback) {
+          for (std::size_t i = 0; i < p_.count; ++i) out[i] += res_[i];
+          std::fill(res_.begin(), res_.end(), 0.0f);
+        }
+        t_.iallreduce(out, p_.count, Elem::F32, Reduce::Sum);
+        return true;
+      }
+      std::size_t at = 0;
+      for (int r = 0; r < P; ++r) {
+        counts_[r] = static_cast<int>(sizes_[r]);
+        displs_[r] = static_cast<int>(at);
+        at += cap_;
+      }
+      t_.iallgatherv(msg_.data(), bytes_, gather_.data(), counts_.data(), displs_.data());
+      return true;
+    }
+    if (stage_ == 2) {
+      Timed tm(decode_s);
+      if (!dense_) {
+        std::fill(out, out + p_.count, 0.0f);
+        // Rank order, not arrival order: every rank adds the same terms in the same order.
+        for (int r = 0; r < P; ++r)
+          codec_.decode_add(gather_.data() + displs_[r], sizes_[r], out, p_.count);
+      }
+      if (p_.op == ReduceOp::Avg) scale(out, p_.count, P);
+    }
+    return false;
+  }
+
+ private:
+  AlgoParams p_;
+  Codec codec_;
+  bool randk_ = false, dense_ = false;
+  std::size_t cap_ = 0, bytes_ = 0;
+  std::uint64_t own_ = 0;
+  std::vector<std::byte> msg_, gather_;
+  std::vector<std::uint64_t> sizes_;
+  std::vector<int> counts_, displs_;
+  std::vector<float> res_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Allgather
+
+class DenseAllgather final : public Staged {
+ public:
+  DenseAllgather(Transport& t, const AlgoParams& p) : Staged(t), p_(p) {}
+
+ protected:
+  bool advance() override {
+    if (stage_ > 0 || p_.count == 0) return false;
+    const std::size_t block = p_.count * dtype_size(p_.dtype);
+    std::byte* own = static_cast<std::byte*>(out_) + block * static_cast<std::size_t>(t_.rank());
+    if (own != in_) std::memmove(own, in_, block);
+    t_.iallgather(nullptr, out_, block);  // in place: the own block is already there
+    return true;
+  }
+
+ private:
+  AlgoParams p_;
+};
+
+class CompressedAllgather final : public Staged {
+ public:
+  CompressedAllgather(Transport& t, const AlgoParams& p) : Staged(t), p_(p), codec_(p.codec) {
+    const int P = t.size();
+    cap_ = codec_.max_encoded_bytes(p.count);
+    if (cap_ * static_cast<std::size_t>(P) > 0x7fffffffu) {
+      throw Error(ErrorCode::Unsupported,
+                  "gradwire: compressed allgather: P * message bound exceeds MPI's int count");
+    }
+    msg_.resize(cap_);
+    gather_.resize(cap_ * static_cast<std::size_t>(P));
+    sizes_.resize(static_cast<std::size_t>(P));
+    counts_.resize(static_cast<std::size_t>(P));
+    displs_.resize(static_cast<std::size_t>(P));
+    if (p.error_feedback && p.codec.kind != CodecKind::None) {
+      res_.assign(p.count, 0.0f);
+      slots.push_back({res_.data(), p.count * static_cast<std::size_t>(t.rank()), p.count, true});
+    }
+  }
+
+ protected:
+  bool advance() override {
+    const int P = t_.size();
+    if (stage_ == 0) {
+      if (p_.count == 0) return false;
+      {
+        Timed tm(encode_s);
+        own_ = codec_.encode(in_, p_.dtype, p_.count, p_.count * static_cast<std::size_t>(t_.rank()),
+                             p_.seed, step_, msg_.data(), cap_, res_.empty() ? nullptr : res_.data());
+      }
+      t_.iallgather(&own_, sizes_.data(), sizeof(std::uint64_t));
+      return true;
+    }
+    if (stage_ == 1) {
+      for (int r = 0; r < P; ++r) {
+        counts_[r] = static_cast<int>(sizes_[r]);
+        displs_[r] = static_cast<int>(cap_ * static_cast<std::size_t>(r));
+      }
+      t_.iallgatherv(msg_.data(), own_, gather_.data(), counts_.data(), displs_.data());
+      return true;
+    }
+    if (stage_ == 2) {
+      Timed tm(decode_s);
+      const std::size_t block = p_.count * dtype_size(p_.dtype);
+      // The own block too: every rank ends with the same decoded bits.
+      for (int r = 0; r < P; ++r)
+        codec_.decode(gather_.data() + displs_[r], sizes_[r],
+                      static_cast<std::byte*>(out_) + block * static_cast<std::size_t>(r), p_.dtype,
+                      p_.count);
+    }
+    return false;
+  }
+
+ private:
+  AlgoParams p_;
+  Codec codec_;
+  std::size_t cap_ = 0;
+  std::uint64_t own_ = 0;
+  std::vector<std::byte> msg_, gather_;
+  std::vector<std::uint64_t> sizes_;
+  std::vector<int> counts_, displs_;
+  std::vector<float> res_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Hierarchical
+
+class Hier final : public Algorithm {
+ public:
+  Hier(Transport& local, std::unique_ptr<Algorithm> inner, const AlgoParams& p, int global_size)
+      : local_(local), inner_(std::move(inner)), p_(p), global_size_(global_size),
+        done_(8) {
+    leader_ = local.rank() == 0;
+    if (leader_) node_sum_.resize(p.count);
+    if (inner_) slots = inner_->slots;
+  }
+  void begin(const void* in, void* out, std::uint64_t step) override {
+    out_ = static_cast<float*>(out);
+    step_ = step;
+    encode_s = decode_s = 0;
+    stage_ = 0;
+    if (p_.count == 0) {
+      stage_ = 3;
+      return;
+    }
+    // Dense inside the node: the fast local links carry the full vector.
+    local_.ireduce(in, leader_ ? node_sum_.data() : nullptr, p_.count, Elem::F32, 0);
+  }
+  bool progress() override {
+    for (;;) {
+      switch (stage_) {
+        case 0:
+          if (!drain()) return false;
+          if (leader_) inner_->begin(node_sum_.data(), out_, step_);
+          stage_ = 1;
+          break;
+        case 1:
+          if (leader_) {
+            if (!inner_->progress()) return false;
+            encode_s = inner_->encode_s;
+            decode_s = inner_->decode_s;
+            if (p_.op == ReduceOp::Avg) scale(out_, p_.count, global_size_);
+          }
+          local_.ibcast(out_, p_.count * sizeof(float), 0);
+          stage_ = 2;
+          break;
+        case 2:
+          if (!drain()) return false;
+          stage_ = 3;
+          break;
+        default: return true;
+      }
+    }
+  }
+
+ private:
+  bool drain() {
+    for (;;) {
+      const int n = local_.test_some(done_.data());
+      if (n == 0) return false;
+      if (n < 0) {
+        local_.reset();
+        return true;
+      }
+    }
+  }
+  Transport& local_;
+  std::unique_ptr<Algorithm> inner_;
+  AlgoParams p_;
+  int global_size_;
+  bool leader_ = false;
+  std::vector<float> node_sum_;
+  std::vector<int> done_;
+  float* out_ = nullptr;
+  std::uint64_t step_ = 0;
+  int stage_ = 3;
+};
+
+}  // namespace
+
+std::unique_ptr<Algorithm> make_dense_allreduce(Transport& t, const AlgoParams& p) {
+  return std::make_unique<DenseAllreduce>(t, p);
+}
+std::unique_ptr<Algorithm> make_sra(Transport& t, const AlgoParams& p) {
+  return std::make_unique<Sra>(t, p);
+}
+std::unique_ptr<Algorithm> make_shared_grid(Transport& t, const AlgoParams& p) {
+  return std::make_unique<SharedGrid>(t, p);
+}
+std::unique_ptr<Algorithm> make_sparse(Transport& t, const AlgoParams& p) {
+  return std::make_unique<Sparse>(t, p);
+}
+std::unique_ptr<Algorithm> make_dense_allgather(Transport& t, const AlgoParams& p) {
+  return std::make_unique<DenseAllgather>(t, p);
+}
+std::unique_ptr<Algorithm> make_compressed_allgather(Transport& t, const AlgoParams& p) {
+  return std::make_unique<CompressedAllgather>(t, p);
+}
+std::unique_ptr<Algorithm> make_hier(Transport& local, std::unique_ptr<Algorithm> inner,
+                                     const AlgoParams& p, int global_size) {
+  return std::make_unique<Hier>(local, std::move(inner), p, global_size);
+}
+
+}  // namespace gradwire::coll

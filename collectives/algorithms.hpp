@@ -1,0 +1,62 @@
+// The compressed algorithms behind a Plan (docs/compressed-collectives.md). Each one is a
+// small state machine over a Transport: begin() does the first local work and posts the first
+// operations; progress() reports completions, runs the next stage and returns true once `out`
+// holds the result. Blocking runs and requests drive the same machine, so they cannot differ.
+// All workspace is sized at construction: begin()/progress() allocate nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "collectives/transport.hpp"
+#include "gradwire/codec.hpp"
+#include "gradwire/types.hpp"
+
+namespace gradwire::coll {
+
+// Error-feedback state an algorithm keeps: `length` floats that stand for global elements
+// [offset, offset + length). The residual file stores, per global element, the sum over all
+// slots of all ranks; `primary` slots are the ones a load refills.
+struct ResidualSlot {
+  float* data = nullptr;
+  std::size_t offset = 0, length = 0;
+  bool primary = false;
+};
+
+class Algorithm {
+ public:
+  virtual ~Algorithm() = default;
+  virtual void begin(const void* in, void* out, std::uint64_t step) = 0;
+  virtual bool progress() = 0;
+  std::vector<ResidualSlot> slots;
+  double encode_s = 0, decode_s = 0;  // time of the current run spent in codecs
+};
+
+struct AlgoParams {
+  std::size_t count = 0;
+  DType dtype = DType::Float32;
+  ReduceOp op = ReduceOp::Sum;
+  CodecSpec codec;
+  bool error_feedback = false;
+  std::uint64_t seed = 0;
+};
+
+// Allreduce of float32 by the engine's allreduce (16-bit floats: pre-divided for avg).
+std::unique_ptr<Algorithm> make_dense_allreduce(Transport& t, const AlgoParams& p);
+// Scatter-reduce-allgather over a dense codec.
+std::unique_ptr<Algorithm> make_sra(Transport& t, const AlgoParams& p);
+// Integer reduction on one agreed grid per bucket (Quantize codecs).
+std::unique_ptr<Algorithm> make_shared_grid(Transport& t, const AlgoParams& p);
+// Allgather of (index, value) payloads with a dense switch; random-k by a dense allreduce.
+std::unique_ptr<Algorithm> make_sparse(Transport& t, const AlgoParams& p);
+// Allgather: the engine's (codec none) or each block encoded once and decoded by all.
+std::unique_ptr<Algorithm> make_dense_allgather(Transport& t, const AlgoParams& p);
+std::unique_ptr<Algorithm> make_compressed_allgather(Transport& t, const AlgoParams& p);
+// Dense reduce inside the node, `inner` among node leaders (null elsewhere), broadcast.
+// The inner algorithm sums; hier applies avg with the global size.
+std::unique_ptr<Algorithm> make_hier(Transport& local, std::unique_ptr<Algorithm> inner,
+                                     const AlgoParams& p, int global_size);
+
+}  // namespace gradwire::coll

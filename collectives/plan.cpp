@@ -1,0 +1,466 @@
+// Plan: agreement on the configuration, the choice of algorithm, the workspace and residual
+// it owns, the polling loop (blocking runs and requests share it), statistics, and the
+// residual file (docs/compressed-collectives.md).
+#include "gradwire/plan.hpp"
+
+#include <sched.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "collectives/algorithms.hpp"
+#include "comm_impl.hpp"
+#include "gradwire/codec.hpp"
+#include "request_state.hpp"
+#include "transport/mpi_p2p.hpp"
+#include "watchdog.hpp"
+
+namespace gradwire {
+
+using detail::CallInfo;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::uint64_t fnv1a(const std::string& s) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+const char* collective_name(PlanCollective c) {
+  return c == PlanCollective::Allreduce ? "allreduce" : "allgather";
+}
+
+// Keeps a communicator this plan owns; freed unless MPI is already gone.
+void free_comm(MPI_Comm& c) {
+  int down = 0;
+  MPI_Finalized(&down);
+  if (!down && c != MPI_COMM_NULL) MPI_Comm_free(&c);
+  c = MPI_COMM_NULL;
+}
+
+constexpr char kMagic[8] = {'G', 'W', 'R', 'E', 'S', 'I', 'D', '1'};
+
+}  // namespace
+
+// Requests hold this rather than the plan: a plan destroyed before its request is waited on
+// finishes the run itself and leaves the request with nothing to do.
+struct Flight {
+  Plan::Impl* plan = nullptr;
+};
+
+struct Plan::Impl {
+  Communicator::Impl* c = nullptr;
+  PlanConfig cfg;
+  CodecSpec spec;
+  CallInfo call;
+  std::string call_name;
+  MPI_Comm comm = MPI_COMM_NULL, local = MPI_COMM_NULL, leaders = MPI_COMM_NULL;
+  std::unique_ptr<detail::MpiTransport> t, tlocal, tleaders;
+  std::unique_ptr<coll::Algorithm> algo;
+  PlanStats stats;
+  std::uint64_t step = 0;
+  bool in_flight = false;
+  std::string broken;  // set when a run failed midway: the transport state is unknown
+  double t0 = 0;
+  std::shared_ptr<Flight> flight = std::make_shared<Flight>();
+
+  ~Impl() {
+    if (in_flight && broken.empty()) {
+      try {
+        wait_blocking(OnTimeout::Abort);
+      } catch (const std::exception& e) {
+        c->abort_job(e.what());
+      }
+    }
+    flight->plan = nullptr;
+    algo.reset();
+    t.reset();
+    tlocal.reset();
+    tleaders.reset();
+    free_comm(comm);
+    free_comm(local);
+    free_comm(leaders);
+  }
+
+  [[noreturn]] void fail(ErrorCode code, const std::string& cause) const { c->fail(code, call, cause); }
+
+  void agree();
+  void choose();
+  void check_run(const void* send, void* recv);
+  void begin(const void* send, void* recv);
+  bool poll();
+  void wait_blocking(OnTimeout policy);
+  std::size_t global_elements() const {
+    return cfg.collective == PlanCollective::Allreduce
+               ? cfg.count
+               : cfg.count * static_cast<std::size_t>(c->size);
+  }
+};
+
+// Every rank contributes its fields; MAX of v and of ~v gives max and min in one reduction.
+// A mismatch is reported on every rank, naming the fields, before any workspace is made.
+void Plan::Impl::agree() {
+  bool codec_ok = true;
+  std::string codec_error;
+  try {
+    spec = parse_codec(cfg.codec);
+    Codec check(spec);
+  } catch (const Error& e) {
+    codec_ok = false;
+    codec_error = e.what();
+  }
+  const std::string canon = codec_ok ? spec.to_string() : cfg.codec;
+  struct Field {
+    const char* name;
+    std::uint64_t v;
+  };
+  const Field fields[] = {
+      {"collective", static_cast<std::uint64_t>(cfg.collective)},
+      {"count", cfg.count},
+      {"dtype", static_cast<std::uint64_t>(cfg.dtype)},
+      {"op", static_cast<std::uint64_t>(cfg.op)},
+      {"codec", fnv1a(canon)},
+      {"algorithm", fnv1a(cfg.algorithm)},
+      {"error_feedback", cfg.error_feedback ? 1u : 0u},
+      {"seed", cfg.seed},
+      {"memory", static_cast<std::uint64_t>(cfg.memory)},
+      {"codec-invalid", codec_ok ? 0u : 1u},
+  };
+  constexpr int n = sizeof(fields) / sizeof(fields[0]);
+  std::uint64_t buf[2 * n];
+  for (int i = 0; i < n; ++i) {
+    buf[i] = fields[i].v;
+    buf[n + i] = ~fields[i].v;
+  }
+  {
+    detail::Armed guard(c->watch, c->timeout_s, call);
+    c->check_mpi(MPI_Allreduce(MPI_IN_PLACE, buf, 2 * n, MPI_UINT64_T, MPI_MAX, c->comm), call,
+                 "MPI_Allreduce");
+  }
+  if (buf[n - 1] != 0) {
+    fail(ErrorCode::InvalidArgument,
+         codec_ok ? "a codec spec was rejected on another rank" : codec_error);
+  }
+  std::string differ;
+  for (int i = 0; i < n - 1; ++i) {
+    if (buf[i] != ~buf[n + i]) differ += std::string(differ.empty() ? "" : ", ") + fields[i].name;
+  }
+  if (!differ.empty()) {
+    fail(ErrorCode::Mismatch, "ranks made this plan with different " + differ +
+                                  " (this rank: count=" + std::to_string(cfg.count) +
+                                  ", codec=" + canon + ", algorithm=" + cfg.algorithm + ")");
+  }
+}
+
+// The algorithm, from the agreed configuration and the (global) node layout: every rank
+// chooses the same one.
+void Plan::Impl::choose() {
+  const std::string& a = cfg.algorithm;
+  static const char* const known[] = {"auto", "dense", "sra", "shared-grid", "sparse-allgather",
+                                      "hier"};
+  bool ok = false;
+  for (const char* k : known) ok = ok || a == k;
+  if (!ok) {
+    fail(ErrorCode::InvalidArgument,
+         "unknown algorithm '" + a +
+             "'; accepted: auto, dense, sra, shared-grid, sparse-allgather, hier");
+  }
+  if (cfg.dtype != DType::Float32 && cfg.dtype != DType::Float16 && cfg.dtype != DType::BFloat16)
+    fail(ErrorCode::Unsupported, "plans take float32, float16 or bfloat16");
+  if (cfg.op != ReduceOp::Sum && cfg.op != ReduceOp::Avg)
+    fail(ErrorCode::Unsupported, "plans reduce with sum or avg");
+  if (cfg.memory == Memory::Device)
+    fail(ErrorCode::Unsupported,
+         "device-memory plans are not implemented yet (docs/compressed-collectives.md, "
+         "'Device memory'); use Memory::Host");
+  const bool none = spec.kind == CodecKind::None;
+  std::string name = a;
+  if (cfg.collective == PlanCollective::Allgather) {
+    if (a != "auto" && a != "dense")
+      fail(ErrorCode::InvalidArgument, "allgather plans take algorithm auto or dense, not '" + a + "'");
+    if (a == "dense" && !none)
+      fail(ErrorCode::InvalidArgument, "algorithm dense sends uncompressed data: use codec none");
+    name = none ? "dense" : "compressed-allgather";
+  } else {
+    const bool is16 = cfg.dtype != DType::Float32;
+    if (a == "auto") {
+      if (none || is16) name = "dense";
+      else if (c->node_count > 1 && c->node_count < c->size) name = "hier";
+      else name = spec.sparse() ? "sparse-allgather" : "sra";
+    }
+    if (name == "dense" && !none && !is16)
+      fail(ErrorCode::InvalidArgument, "algorithm dense sends uncompressed data: use codec none");
+    if (is16 && name != "dense") {
+      fail(ErrorCode::Unsupported,
+           "float16/bfloat16 plans go through the engine's dense allreduce (algorithm auto or "
+           "dense); compress a float32 buffer instead");
+    }
+    if (is16 && !none)
+      fail(ErrorCode::Unsupported, "float16/bfloat16 plans take codec none");
+  }
+  stats.algorithm = name;
+  call_name = "plan " + std::string(collective_name(cfg.collective)) + " " + name + " " +
+              spec.to_string();
+  call.collective = call_name.c_str();
+
+  coll::AlgoParams p;
+  p.count = cfg.count;
+  p.dtype = cfg.dtype;
+  p.op = cfg.op;
+  p.codec = spec;
+  p.error_feedback = cfg.error_feedback && !none;
+  p.seed = cfg.seed;
+
+  const int ops = 4 * c->size + 8;
+  c->check_mpi(MPI_Comm_dup(c->comm, &comm), call, "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  t = std::make_unique<detail::MpiTransport>(comm, ops, *c, call);
+  auto make_inner = [&](coll::Transport& tr, const coll::AlgoParams& q) {
+    if (spec.sparse()) return coll::make_sparse(tr, q);
+    if (a == "shared-grid") return coll::make_shared_grid(tr, q);
+    if (none) return coll::make_dense_allreduce(tr, q);
+    return coll::make_sra(tr, q);
+  };
+  try {
+    if (cfg.collective == PlanCollective::Allgather) {
+      algo = none ? coll::make_dense_allgather(*t, p) : coll::make_compressed_allgather(*t, p);
+    } else if (name == "dense") {
+      algo = coll::make_dense_allreduce(*t, p);
+    } else if (name == "sra") {
+      algo = coll::make_sra(*t, p);
+    } else if (name == "shared-grid") {
+      algo = coll::make_shared_grid(*t, p);
+    } else if (name == "sparse-allgather") {
+      algo = coll::make_sparse(*t, p);
+    } else {  // hier
+      c->check_mpi(MPI_Comm_dup(c->local, &local), call, "MPI_Comm_dup");
+      tlocal = std::make_unique<detail::MpiTransport>(local, ops, *c, call);
+      std::unique_ptr<coll::Algorithm> inner;
+      if (c->leaders != MPI_COMM_NULL) {
+        c->check_mpi(MPI_Comm_dup(c->leaders, &leaders), call, "MPI_Comm_dup");
+        tleaders = std::make_unique<detail::MpiTransport>(leaders, ops, *c, call);
+        coll::AlgoParams q = p;
+        q.op = ReduceOp::Sum;  // hier divides by the global size
+        inner = make_inner(*tleaders, q);
+      }
+      algo = coll::make_hier(*tlocal, std::move(inner), p, c->size);
+    }
+  } catch (const Error& e) {
+    // Deterministic in the agreed configuration: every rank throws the same.
+    fail(e.code(), e.what());
+  }
+}
+
+void Plan::Impl::check_run(const void* send, void* recv) {
+  if (!broken.empty()) fail(ErrorCode::InvalidArgument, "plan unusable after a failed run: " + broken);
+  if (in_flight) fail(ErrorCode::InvalidArgument, "the previous run of this plan has not completed");
+  if (cfg.count > 0 && (!send || !recv)) fail(ErrorCode::InvalidArgument, "null buffer with nonzero count");
+}
+
+void Plan::Impl::begin(const void* send, void* recv) {
+  t0 = now_s();
+  t->sent_bytes = 0;
+  if (tlocal) tlocal->sent_bytes = 0;
+  if (tleaders) tleaders->sent_bytes = 0;
+  in_flight = true;
+  try {
+    algo->begin(send, recv, step);
+  } catch (const Error& e) {
+    broken = e.what();
+    throw;
+  }
+}
+
+bool Plan::Impl::poll() {
+  if (!in_flight) return true;
+  bool done = false;
+  try {
+    done = algo->progress();
+  } catch (const Error& e) {
+    broken = e.what();
+    in_flight = false;
+    throw;
+  }
+  if (!done) return false;
+  in_flight = false;
+  ++step;
+  stats.logical_bytes = cfg.count * dtype_size(cfg.dtype);
+  stats.wire_bytes = t->sent_bytes + (tlocal ? tlocal->sent_bytes : 0) +
+                     (tleaders ? tleaders->sent_bytes : 0);
+  stats.encode_s = algo->encode_s;
+  stats.decode_s = algo->decode_s;
+  stats.total_s = now_s() - t0;
+  stats.transfer_s = std::max(0.0, stats.total_s - stats.encode_s - stats.decode_s);
+  return true;
+}
+
+void Plan::Impl::wait_blocking(OnTimeout policy) {
+  const std::int64_t deadline =
+      detail::monotonic_ns() + static_cast<std::int64_t>(c->timeout_s * 1e9);
+  // Spin first (latency), then yield: on an oversubscribed node the peer needs our core.
+  for (unsigned spins = 0; !poll(); ++spins) {
+    if ((spins & 63u) == 0 && detail::monotonic_ns() > deadline) c->timed_out(call, policy);
+    if (spins > 1000) sched_yield();
+  }
+}
+
+Plan::Plan(Communicator& comm, const PlanConfig& config) : impl_(std::make_unique<Impl>()) {
+  Impl& p = *impl_;
+  p.c = &comm.impl();
+  p.cfg = config;
+  p.call.collective = "plan";
+  p.call.count = config.count;
+  p.call.dtype = config.dtype;
+  p.call.op = static_cast<int>(config.op);
+  p.agree();
+  p.choose();
+  p.flight->plan = impl_.get();
+}
+
+Plan::~Plan() = default;
+Plan::Plan(Plan&&) noexcept = default;
+Plan& Plan::operator=(Plan&&) noexcept = default;
+
+void Plan::run(const void* send, void* recv) {
+  Impl& p = *impl_;
+  p.check_run(send, recv);
+  p.begin(send, recv);
+  p.wait_blocking(p.c->policy);
+}
+
+Request Plan::start(const void* send, void* recv) {
+  Impl& p = *impl_;
+  p.check_run(send, recv);
+  p.begin(send, recv);
+  auto st = std::make_unique<Request::State>();
+  // Non-owning: a plan lives no longer than its communicator (documented in plan.hpp).
+  st->comm = std::shared_ptr<Communicator::Impl>(std::shared_ptr<Communicator::Impl>(), p.c);
+  st->call = p.call;
+  st->progress = [f = p.flight] { return f->plan == nullptr || f->plan->poll(); };
+  return Request(std::move(st));
+}
+
+void Plan::run_on_stream(const void*, void*, void*) {
+  impl_->fail(ErrorCode::Unsupported,
+              "run_on_stream: device-memory plans are not implemented yet "
+              "(docs/compressed-collectives.md, 'Device memory')");
+}
+
+const PlanStats& Plan::stats() const { return impl_->stats; }
+const PlanConfig& Plan::config() const { return impl_->cfg; }
+std::uint64_t Plan::step() const { return impl_->step; }
+
+void Plan::reset_residual() {
+  Impl& p = *impl_;
+  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "reset_residual while a run is in flight");
+  for (auto& s : p.algo->slots) std::fill(s.data, s.data + s.length, 0.0f);
+}
+
+// File: "GWRESID1", u32 version 1, u32 collective, u64 elements, then per global element the
+// float64 sum of every rank's residual for it (little endian, as the host).
+void Plan::save_residual(const std::string& path) const {
+  Impl& p = *impl_;
+  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "save_residual while a run is in flight");
+  const std::size_t n = p.global_elements();
+  std::vector<double> sum(n, 0.0);
+  for (const auto& s : p.algo->slots)
+    for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += s.data[i];
+  int ok = 1;
+  std::string error;
+  {
+    detail::Armed guard(p.c->watch, p.c->timeout_s, p.call);
+    p.c->check_mpi(MPI_Reduce(p.c->rank == 0 ? MPI_IN_PLACE : sum.data(), sum.data(),
+                              static_cast<int>(n), MPI_DOUBLE, MPI_SUM, 0, p.c->comm),
+                   p.call, "MPI_Reduce");
+    if (p.c->rank == 0) {
+      std::ofstream f(path, std::ios::binary | std::ios::trunc);
+      const std::uint32_t version = 1, coll = static_cast<std::uint32_t>(p.cfg.collective);
+      const std::uint64_t count = n;
+      f.write(kMagic, 8);
+      f.write(reinterpret_cast<const char*>(&version), 4);
+      f.write(reinterpret_cast<const char*>(&coll), 4);
+      f.write(reinterpret_cast<const char*>(&count), 8);
+      f.write(reinterpret_cast<const char*>(sum.data()), static_cast<std::streamsize>(n * 8));
+      ok = f.good() ? 1 : 0;
+    }
+    p.c->check_mpi(MPI_Bcast(&ok, 1, MPI_INT, 0, p.c->comm), p.call, "MPI_Bcast");
+  }
+  if (!ok) p.fail(ErrorCode::InvalidArgument, "save_residual: cannot write '" + path + "'");
+}
+
+void Plan::load_residual(const std::string& path) {
+  Impl& p = *impl_;
+  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "load_residual while a run is in flight");
+  const std::size_t n = p.global_elements();
+  std::vector<double> sum(n, 0.0);
+  char error[256] = {0};
+  int holders = 0, has = 0;
+  for (const auto& s : p.algo->slots) has = has || s.primary;
+  {
+    detail::Armed guard(p.c->watch, p.c->timeout_s, p.call);
+    if (p.c->rank == 0) {
+      std::ifstream f(path, std::ios::binary);
+      char magic[8] = {0};
+      std::uint32_t version = 0, coll = 0;
+      std::uint64_t count = 0;
+      f.read(magic, 8);
+      f.read(reinterpret_cast<char*>(&version), 4);
+      f.read(reinterpret_cast<char*>(&coll), 4);
+      f.read(reinterpret_cast<char*>(&count), 8);
+      if (!f || std::memcmp(magic, kMagic, 8) != 0 || version != 1) {
+        std::snprintf(error, sizeof error, "'%s' is not a gradwire residual file", path.c_str());
+      } else if (coll != static_cast<std::uint32_t>(p.cfg.collective) || count != n) {
+        std::snprintf(error, sizeof error,
+                      "'%s' holds %llu elements of a %s plan; this plan has %zu of an %s plan",
+                      path.c_str(), static_cast<unsigned long long>(count),
+                      collective_name(static_cast<PlanCollective>(coll)), n,
+                      collective_name(p.cfg.collective));
+      } else {
+        f.read(reinterpret_cast<char*>(sum.data()), static_cast<std::streamsize>(n * 8));
+        if (!f) std::snprintf(error, sizeof error, "'%s' is truncated", path.c_str());
+      }
+    }
+    p.c->check_mpi(MPI_Bcast(error, sizeof error, MPI_CHAR, 0, p.c->comm), p.call, "MPI_Bcast");
+    if (error[0] == 0) {
+      p.c->check_mpi(MPI_Bcast(sum.data(), static_cast<int>(n), MPI_DOUBLE, 0, p.c->comm),
+                     p.call, "MPI_Bcast");
+    }
+    p.c->check_mpi(MPI_Allreduce(&has, &holders, 1, MPI_INT, MPI_SUM, p.c->comm), p.call,
+                   "MPI_Allreduce");
+  }
+  if (error[0] != 0) p.fail(ErrorCode::InvalidArgument, std::string("load_residual: ") + error);
+  // Allreduce: only the sum over ranks reaches the result, so the total is shared evenly by
+  // the ranks holding a full-range residual. Allgather: each element has one holder.
+  const double share =
+      p.cfg.collective == PlanCollective::Allreduce && holders > 0 ? 1.0 / holders : 1.0;
+  for (auto& s : p.algo->slots) {
+    for (std::size_t i = 0; i < s.length; ++i)
+      s.data[i] = s.primary ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;
+  }
+}
+
+void allreduce_compressed(Communicator& comm, const void* send, void* recv, std::size_t count,
+                          DType dtype, ReduceOp op, const std::string& codec,
+                          const std::string& algorithm) {
+  PlanConfig cfg;
+  cfg.count = count;
+  cfg.dtype = dtype;
+  cfg.op = op;
+  cfg.codec = codec;
+  cfg.algorithm = algorithm;
+  cfg.error_feedback = false;
+  Plan plan(comm, cfg);
+  plan.run(send, recv);
+}
+
+}  // namespace gradwire
