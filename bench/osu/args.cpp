@@ -22,7 +22,21 @@ void usage(const char* name) {
       "  --blocking 1|0    1: OSU's barrier-separated calls; 0: nccl-tests' pipelined burst\n"
       "  --json FILE       one JSON record per row\n"
       "  --timeout SEC     deadline of every collective (default 300)\n"
-      "  -h                this help\n",
+      "  -d host|cuda      buffer memory (default host; cuda needs a CUDA build and a GPU)\n"
+      "  --backend B       mpi | nccl | auto: the engine of the dense path and the baseline\n"
+      "                    (auto: mpi for host memory, nccl for cuda)\n"
+      "  --codec SPEC      codec of gradwire's path (default none: the dense engine call);\n"
+      "                    repeatable, one sweep then compares several. SPEC[@ALGO][+ef|+noef],\n"
+      "                    e.g. --codec q8 --codec q4@shared-grid --codec topk:0.01+ef\n"
+      "  --algo A          auto | dense | sra | shared-grid | sparse-allgather | hier\n"
+      "  --ef on|off       error feedback of lossy codecs (default on)\n"
+      "  -W N              gw_bw: window of messages in flight (default 64)\n"
+      "  -h                this help\n"
+      "Columns: Size (logical, uncompressed bytes), Avg Latency(us) [Min, Max, Iterations with -f],\n"
+      "algbw/busbw (nccl-tests' factors), Wire(B) sent per rank, the baseline's latency in the\n"
+      "same run and vs_base (its speedup over it); with -c Validation: Pass/Fail for exact paths,\n"
+      "the max error relative to max|float64 result| for lossy ones. Exit status is non-zero on\n"
+      "every rank after a failed validation, a timeout or an error on any rank.\n",
       name);
 }
 
@@ -116,6 +130,25 @@ Args parse(int argc, char** argv, const char* name, int rank) {
         const std::string v = next();
         a.timeout_s = std::atof(v.c_str());
         if (a.timeout_s <= 0) throw std::invalid_argument("--timeout " + v + ": expected seconds > 0");
+      } else if (f == "-d") {
+        a.device = next();
+        if (a.device != "host" && a.device != "cuda")
+          throw std::invalid_argument("-d " + a.device + ": expected host or cuda");
+      } else if (f == "--backend") {
+        a.backend = next();
+        if (a.backend != "mpi" && a.backend != "nccl" && a.backend != "auto")
+          throw std::invalid_argument("--backend " + a.backend + ": expected mpi, nccl or auto");
+      } else if (f == "--codec") {
+        a.codecs.push_back(next());
+      } else if (f == "--algo") {
+        a.algo = next();
+      } else if (f == "--ef") {
+        const std::string v = next();
+        if (v != "on" && v != "off") throw std::invalid_argument("--ef " + v + ": expected on or off");
+        a.ef = v == "on";
+      } else if (f == "-W") {
+        a.window = parse_int(f, next());
+        if (a.window < 1) throw std::invalid_argument("-W: expected at least 1");
       } else {
         throw std::invalid_argument("unknown option '" + f + "'");
       }
@@ -128,7 +161,44 @@ Args parse(int argc, char** argv, const char* name, int rank) {
     MPI_Finalize();
     std::exit(2);
   }
+  if (a.backend == "auto") a.backend = a.device == "cuda" ? "nccl" : "mpi";
+  if (a.backend == "nccl" && a.device != "cuda") {
+    if (rank == 0) std::fprintf(stderr, "%s: --backend nccl needs -d cuda\n", name);
+    MPI_Finalize();
+    std::exit(2);
+  }
   return a;
+}
+
+std::vector<CodecChoice> codec_choices(const Args& a) {
+  std::vector<CodecChoice> out;
+  const std::vector<std::string> given = a.codecs.empty() ? std::vector<std::string>{"none"} : a.codecs;
+  for (const std::string& g : given) {
+    CodecChoice c;
+    c.label = g;
+    c.algo = a.algo;
+    c.ef = a.ef;
+    std::string s = g;
+    for (;;) {
+      if (s.size() > 3 && s.compare(s.size() - 3, 3, "+ef") == 0) {
+        c.ef = true;
+        s.resize(s.size() - 3);
+      } else if (s.size() > 5 && s.compare(s.size() - 5, 5, "+noef") == 0) {
+        c.ef = false;
+        s.resize(s.size() - 5);
+      } else {
+        break;
+      }
+    }
+    const auto at = s.find('@');
+    if (at != std::string::npos) {
+      c.algo = s.substr(at + 1);
+      s.resize(at);
+    }
+    c.spec = s.empty() ? "none" : s;
+    out.push_back(c);
+  }
+  return out;
 }
 
 }  // namespace gwbench

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include <gradwire/types.hpp>
 
@@ -21,7 +22,26 @@ struct Args {
   bool blocking = true;               // --blocking 1 (OSU) | 0 (nccl-tests burst)
   std::string json;                   // --json FILE
   double timeout_s = 300;             // --timeout
+  std::string device = "host";        // -d host|cuda
+  std::string backend = "auto";       // --backend mpi|nccl|auto (auto: mpi for host, nccl for cuda)
+  // --codec SPEC, repeatable; empty means {"none"}. A spec may end in "@ALGO" (that codec's
+  // algorithm, overriding --algo) and "+ef" / "+noef" (overriding --ef), e.g. "q4@shared-grid",
+  // "topk:0.01+ef".
+  std::vector<std::string> codecs;
+  std::string algo = "auto";          // --algo: a PlanConfig algorithm
+  bool ef = true;                     // --ef on|off: error feedback of lossy codecs
+  int window = 64;                    // gw_bw: messages in flight per window (OSU -W)
 };
+
+// One --codec entry, split into its parts.
+struct CodecChoice {
+  std::string label;   // as given, e.g. "q4@shared-grid"
+  std::string spec;    // the codec spec, e.g. "q4"
+  std::string algo;    // "auto", "dense", "sra", "shared-grid", ...
+  bool ef = true;
+  bool dense() const { return spec == "none" && (algo == "auto" || algo == "dense"); }
+};
+std::vector<CodecChoice> codec_choices(const Args& a);
 
 // Parses argv; on -h prints the usage and exits 0; on a bad flag prints the error and usage
 // (rank 0 only) and exits 2.

@@ -3,7 +3,9 @@
 // gradwire's.
 #pragma once
 
+#include <cmath>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -15,36 +17,46 @@ struct Header {
   std::string benchmark;   // "gw_allreduce"
   std::string backend;     // "mpi"
   std::string memory;      // "host"
-  std::string codec;       // "none"
+  std::string codec;       // "none", or "none, q8, q4@shared-grid" for a comparison
   std::string baseline;    // "MPI_Allreduce"
+  std::string size_note;   // what Size counts, e.g. "bytes per rank (OSU)"
+  bool uses_op = true;     // reductions print their op; the others print "-"
+  bool bandwidth = false;  // gw_bw: the second column is OSU's "Bandwidth (MB/s)"
   int ranks = 1, nodes = 1;
   double rendezvous_s = 0;
 };
 
 struct Row {
-  std::size_t bytes = 0;     // logical, uncompressed size
+  std::size_t bytes = 0;     // logical, uncompressed size (the Size column)
   double avg_us = 0, min_us = 0, max_us = 0;
   int iterations = 0;
   double algbw = 0, busbw = 0;  // GB/s
-  std::size_t wire = 0;         // bytes each rank sends
+  std::size_t wire = 0;         // bytes each rank sends (mean over ranks)
   double base_us = 0;           // the engine collective at the same size, same run
-  std::string validation;       // "Pass", "Fail", or "" without -c
+  std::string validation;       // "Pass", "Fail", "3.1e-03", or "" without -c
+  double max_rel_err = NAN;     // lossy paths with -c
+  std::string codec = "none";   // the --codec entry
+  std::string algorithm;        // the algorithm that ran ("MPI_Allreduce", "sra", ...)
+  double encode_us = NAN, transfer_us = NAN, decode_us = NAN;  // plans: last call's split
 };
 
 class Report {
  public:
   Report(const Args& args, Header header, int rank);
   ~Report();
+  Report(const Report&) = delete;
+  Report& operator=(const Report&) = delete;
   void begin();            // header and column titles
   void row(const Row& r);  // prints at once, so rows appear as they finish
-  void end();              // footer: average bus bandwidth
+  void end();              // footer: average bus bandwidth (per codec in a comparison)
 
  private:
   Args args_;
   Header header_;
   int rank_;
   std::FILE* json_ = nullptr;
-  std::vector<double> busbw_;
+  std::vector<std::string> order_;
+  std::map<std::string, std::vector<double>> busbw_;
 };
 
 }  // namespace gwbench

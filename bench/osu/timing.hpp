@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "buffers.hpp"
+
 namespace gwbench {
 
 struct Timing {
@@ -13,13 +15,24 @@ struct Timing {
   int iterations = 0;
 };
 
+// Watchdog::current, when set, is told of progress between calls (outside the timed span in
+// blocking mode), so a call that hangs ends the job after --timeout.
 template <class Call>
 Timing time_calls(MPI_Comm comm, bool blocking, int warmup, int iterations, Call&& call) {
-  for (int i = 0; i < warmup; ++i) call();
+  Watchdog* wd = Watchdog::current;
+  auto beat = [wd] {
+    if (wd) wd->beat();
+  };
+  for (int i = 0; i < warmup; ++i) {
+    beat();
+    call();
+  }
   double total = 0;
+  beat();
   MPI_Barrier(comm);
   if (blocking) {
     for (int i = 0; i < iterations; ++i) {
+      beat();
       MPI_Barrier(comm);
       const double t0 = MPI_Wtime();
       call();
@@ -27,9 +40,13 @@ Timing time_calls(MPI_Comm comm, bool blocking, int warmup, int iterations, Call
     }
   } else {
     const double t0 = MPI_Wtime();
-    for (int i = 0; i < iterations; ++i) call();
+    for (int i = 0; i < iterations; ++i) {
+      beat();
+      call();
+    }
     total = MPI_Wtime() - t0;
   }
+  beat();
   const double mine = iterations ? total / iterations * 1e6 : 0;
   int size = 1;
   MPI_Comm_size(comm, &size);

@@ -1,0 +1,438 @@
+#include "collective.hpp"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gradwire/codec.hpp>
+#include <gradwire/communicator.hpp>
+#if GW_BENCH_HAVE_PLAN
+#include <gradwire/plan.hpp>
+#endif
+
+#include "args.hpp"
+#include "buffers.hpp"
+#include "math/element_io.hpp"
+#include "report.hpp"
+#include "timing.hpp"
+
+namespace gwbench {
+namespace {
+
+using gradwire::DType;
+using gradwire::ReduceOp;
+
+// Inputs from (rank, global index), small integers so that every dtype holds sums exactly.
+double input(int rank, std::size_t i) { return static_cast<double>((rank * 7 + i * 13) % 17) - 8; }
+
+struct Desc {
+  const char* name;
+  const char* mpi_base;
+  const char* nccl_base;
+  const char* size_note;
+  bool reduces;
+  bool plans;  // --codec other than none goes through a gradwire::Plan
+};
+
+Desc describe(Coll c) {
+  switch (c) {
+    case Coll::Allreduce:
+      return {"gw_allreduce", "MPI_Allreduce", "ncclAllReduce",
+              "bytes of the vector each rank reduces; busbw = algbw * 2(P-1)/P", true, true};
+    case Coll::Allgather:
+      return {"gw_allgather", "MPI_Allgather", "ncclAllGather",
+              "bytes each rank contributes (OSU); algbw counts P * Size (nccl-tests), "
+              "busbw = algbw * (P-1)/P",
+              false, true};
+    case Coll::ReduceScatter:
+      return {"gw_reduce_scatter", "MPI_Reduce_scatter_block", "ncclReduceScatter",
+              "bytes of the whole vector (each rank receives Size/P); busbw = algbw * (P-1)/P",
+              true, false};
+    case Coll::Bcast:
+    default:
+      return {"gw_bcast", "MPI_Bcast", "ncclBroadcast",
+              "bytes broadcast from rank 0; busbw = algbw", false, false};
+  }
+}
+
+// Element counts of one row.
+struct Shape {
+  std::size_t count = 0;       // the count argument of the call
+  std::size_t send = 0, recv = 0;  // elements in the send / receive buffers
+  double alg_bytes = 0;        // nccl-tests' "size" for algbw
+  double bus_factor = 1;
+  double dense_wire = 0;       // bytes each rank sends on the engine's bandwidth-optimal path
+};
+
+Shape shape(Coll c, std::size_t bytes, std::size_t esz, int P) {
+  Shape s;
+  const double b = static_cast<double>(bytes), p = P;
+  switch (c) {
+    case Coll::Allreduce:
+      s.count = s.send = s.recv = bytes / esz;
+      s.alg_bytes = b;
+      s.bus_factor = 2.0 * (p - 1) / p;
+      s.dense_wire = 2.0 * (p - 1) / p * b;
+      break;
+    case Coll::Allgather:
+      s.count = s.send = bytes / esz;
+      s.recv = s.count * P;
+      s.alg_bytes = b * p;
+      s.bus_factor = (p - 1) / p;
+      s.dense_wire = (p - 1) * b;
+      break;
+    case Coll::ReduceScatter:
+      s.count = s.recv = bytes / esz / P;
+      s.send = s.count * P;
+      s.alg_bytes = static_cast<double>(s.send * esz);
+      s.bus_factor = (p - 1) / p;
+      s.dense_wire = (p - 1) / p * s.alg_bytes;
+      break;
+    case Coll::Bcast:
+      s.count = s.send = s.recv = bytes / esz;
+      s.alg_bytes = b;
+      s.bus_factor = 1;
+      s.dense_wire = (p - 1) / p * b;  // mean over ranks: P-1 copies leave the tree in all
+      break;
+  }
+  return s;
+}
+
+void fill(std::vector<unsigned char>& h, DType t, std::size_t count, int rank) {
+  h.assign(count * gradwire::dtype_size(t), 0);
+  for (std::size_t i = 0; i < count; ++i) gradwire::math::put_element(h.data(), t, i, input(rank, i));
+}
+
+double reduce_ref(ReduceOp op, DType t, int P, std::size_t gi) {
+  double want = op == ReduceOp::Prod ? 1 : op == ReduceOp::Min ? INFINITY : op == ReduceOp::Max ? -INFINITY : 0;
+  for (int r = 0; r < P; ++r) {
+    const double x = input(r, gi);
+    switch (op) {
+      case ReduceOp::Prod: want *= x; break;
+      case ReduceOp::Min: want = std::min(want, x); break;
+      case ReduceOp::Max: want = std::max(want, x); break;
+      default: want += x;
+    }
+  }
+  if (op == ReduceOp::Avg) want = gradwire::is_float(t) ? want / P : std::trunc(want / P);
+  return want;
+}
+
+// Expected element i of this rank's result.
+double expected(Coll c, ReduceOp op, DType t, int P, int rank, const Shape& s, std::size_t i) {
+  switch (c) {
+    case Coll::Allreduce: return reduce_ref(op, t, P, i);
+    case Coll::Allgather: return input(static_cast<int>(i / s.count), i % s.count);
+    case Coll::ReduceScatter: return reduce_ref(op, t, P, rank * s.count + i);
+    case Coll::Bcast:
+    default: return input(0, i);
+  }
+}
+
+// Max |got - want| over the result, and max |want|.
+struct Error {
+  double max_abs = 0, max_ref = 0;
+  bool finite = true;
+};
+
+Error compare(const std::vector<unsigned char>& h, Coll c, ReduceOp op, DType t, int P, int rank,
+              const Shape& s) {
+  Error e;
+  for (std::size_t i = 0; i < s.recv; ++i) {
+    const double want = expected(c, op, t, P, rank, s, i);
+    const double got = gradwire::math::get_element(h.data(), t, i);
+    if (!std::isfinite(got)) e.finite = false;
+    e.max_abs = std::max(e.max_abs, std::fabs(got - want));
+    e.max_ref = std::max(e.max_ref, std::fabs(want));
+  }
+  return e;
+}
+
+std::uint64_t fnv(const std::vector<unsigned char>& h, std::size_t n) {
+  std::uint64_t x = 1469598103934665603ull;
+  for (std::size_t i = 0; i < n; ++i) x = (x ^ h[i]) * 1099511628211ull;
+  return x;
+}
+
+// Whether every rank holds the same first n bytes.
+bool same_on_all(const std::vector<unsigned char>& h, std::size_t n, MPI_Comm comm) {
+  std::uint64_t lo = fnv(h, n), hi = lo;
+  MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, comm);
+  MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, comm);
+  return lo == hi;
+}
+
+[[maybe_unused]] double mean_over_ranks(double v, MPI_Comm comm) {
+  int P = 1;
+  MPI_Comm_size(comm, &P);
+  MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, comm);
+  return v / P;
+}
+
+// Dense tolerance: avg divides (16-bit types before summing): P+1 roundings of values <= 8.
+double dense_tolerance(ReduceOp op, DType t, int P) {
+  const double u = t == DType::Float16 ? 0x1.0p-11 : t == DType::BFloat16 ? 0x1.0p-8
+                   : t == DType::Float32 ? 0x1.0p-24 : 0x1.0p-53;
+  return op == ReduceOp::Avg && gradwire::is_float(t) ? (P + 1) * 8 * u : 0;
+}
+
+std::string fmt_err(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2e", v);
+  return b;
+}
+
+int run(int argc, char** argv, Coll coll, int rank, int P) {
+  const Desc d = describe(coll);
+  const Args args = parse(argc, argv, d.name, rank);
+  const std::vector<CodecChoice> choices = codec_choices(args);
+
+  // Argument errors every rank sees alike: report once, exit 2 everywhere.
+  std::string bad;
+  for (const CodecChoice& c : choices) {
+    try {
+      (void)gradwire::parse_codec(c.spec);
+    } catch (const gradwire::Error& e) {
+      bad = "--codec " + c.label + ": " + e.what();
+      break;
+    }
+    if (c.dense()) continue;
+    if (!d.plans) {
+      bad = "--codec " + c.label + ": " + d.name +
+            " runs the dense engine collective only; compressed plans exist for gw_allreduce "
+            "and gw_allgather";
+      break;
+    }
+#if !GW_BENCH_HAVE_PLAN
+    bad = "--codec " + c.label + ": this build has no gradwire::Plan yet (compressed plans, issue 4)";
+    break;
+#endif
+  }
+  if (!bad.empty()) {
+    if (rank == 0) std::fprintf(stderr, "%s: %s\n", d.name, bad.c_str());
+    return 2;
+  }
+  const bool device = args.device == "cuda";
+  if (device) {
+    const std::string why = device_unavailable(args.backend);
+    if (!why.empty()) {
+      if (rank == 0) std::fprintf(stderr, "%s: skipped: -d cuda: %s\n", d.name, why.c_str());
+      return kSkip;
+    }
+  }
+
+  gradwire::Options o;
+  o.timeout_s = args.timeout_s;
+  gradwire::Communicator comm(MPI_COMM_WORLD, o);
+  Engine engine(MPI_COMM_WORLD, args.backend, device);
+  Watchdog wd(d.name, args.timeout_s, rank);
+  const gradwire::Memory mem = device ? gradwire::Memory::Device : gradwire::Memory::Host;
+
+  Header h;
+  h.benchmark = d.name;
+  h.backend = args.backend;
+  h.memory = args.device;
+  for (std::size_t i = 0; i < choices.size(); ++i) h.codec += (i ? ", " : "") + choices[i].label;
+  if (!args.codecs.empty()) {
+    h.codec += std::string("   Algo: ") + args.algo + "   EF: " + (args.ef ? "on" : "off");
+  }
+  h.baseline = engine.name(d.mpi_base, d.nccl_base);
+  h.size_note = d.size_note;
+  h.uses_op = d.reduces;
+  h.ranks = P;
+  h.nodes = comm.node_count();
+  h.rendezvous_s = comm.rendezvous_seconds();
+  Report report(args, h, rank);
+  report.begin();
+
+  const DType t = args.dtype;
+  const std::size_t esz = gradwire::dtype_size(t);
+  const Shape top = shape(coll, args.max_bytes, esz, P);
+  std::vector<unsigned char> host;
+  fill(host, t, std::max(top.send, top.recv), rank);
+  Buffer send(top.send * esz, device), gout(top.recv * esz, device), bout(top.recv * esz, device);
+  {
+    std::vector<unsigned char> s(host.begin(), host.begin() + static_cast<std::ptrdiff_t>(top.send * esz));
+    send.upload(s);
+  }
+  if (coll == Coll::Bcast) {  // in place: rank 0 broadcasts its input
+    std::vector<unsigned char> s(host.begin(), host.begin() + static_cast<std::ptrdiff_t>(top.recv * esz));
+    gout.upload(s);
+    bout.upload(s);
+  }
+  const int root = 0;
+  int failed = 0;
+
+  auto gw_dense = [&](const Shape& s) {
+    switch (coll) {
+      case Coll::Allreduce: comm.allreduce(send.data(), gout.data(), s.count, t, args.op, mem); break;
+      case Coll::Allgather: comm.allgather(send.data(), gout.data(), s.count, t, mem); break;
+      case Coll::ReduceScatter: comm.reduce_scatter(send.data(), gout.data(), s.count, t, args.op, mem); break;
+      case Coll::Bcast: comm.broadcast(gout.data(), s.count, t, root, mem); break;
+    }
+  };
+  auto base_call = [&](const Shape& s) {
+    switch (coll) {
+      case Coll::Allreduce: engine.allreduce(send.data(), bout.data(), s.count, t, args.op); break;
+      case Coll::Allgather: engine.allgather(send.data(), bout.data(), s.count, t); break;
+      case Coll::ReduceScatter: engine.reduce_scatter(send.data(), bout.data(), s.count, t, args.op); break;
+      case Coll::Bcast: engine.bcast(bout.data(), s.count, t, root); break;
+    }
+  };
+  // Validation of gout after one call; `exact` paths print Pass/Fail.
+  auto validate = [&](const Shape& s, bool exact, Row& row, double tol) {
+    std::vector<unsigned char> got;
+    gout.download(got);
+    const Error e = compare(got, coll, args.op, t, P, rank, s);
+    const bool agree = coll == Coll::ReduceScatter ? true : same_on_all(got, s.recv * esz, comm.mpi_comm());
+    double rel = e.max_ref > 0 ? e.max_abs / e.max_ref : e.max_abs;
+    if (!e.finite) rel = INFINITY;
+    MPI_Allreduce(MPI_IN_PLACE, &rel, 1, MPI_DOUBLE, MPI_MAX, comm.mpi_comm());
+    int ok = agree && std::isfinite(rel) && (!exact || rel <= tol) ? 1 : 0;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm.mpi_comm());
+    row.max_rel_err = rel;
+    if (exact) {
+      row.validation = ok ? "Pass" : "Fail";
+    } else {
+      row.validation = ok ? fmt_err(rel) : (agree ? "Fail(err)" : "Fail(ranks)");
+    }
+    failed |= !ok;
+  };
+
+  for (std::size_t bytes = args.min_bytes; bytes <= args.max_bytes; bytes *= 2) {
+    const Shape s = shape(coll, bytes, esz, P);
+    if (s.count == 0) continue;
+    const int iters = args.iterations >= 0 ? args.iterations : default_iterations(bytes);
+    const int warm = args.warmup >= 0 ? args.warmup : default_warmup(bytes);
+    const std::string what_base = h.baseline + " of " + std::to_string(bytes) + " B";
+    const std::string what_gw = std::string(d.name) + " of " + std::to_string(bytes) + " B";
+
+    auto make_row = [&](const Timing& g, const Timing& b, const CodecChoice& c) {
+      Row row;
+      row.bytes = bytes;
+      row.avg_us = g.avg_us;
+      row.min_us = g.min_us;
+      row.max_us = g.max_us;
+      row.iterations = g.iterations;
+      row.algbw = g.avg_us > 0 ? s.alg_bytes / (g.avg_us * 1e3) : 0;
+      row.busbw = row.algbw * s.bus_factor;
+      row.wire = static_cast<std::size_t>(s.dense_wire);
+      row.base_us = b.avg_us;
+      row.codec = c.label;
+      row.algorithm = h.baseline;
+      return row;
+    };
+
+    // The baseline and the dense choices, in turn (halves), so drift falls on both alike.
+    wd.arm(what_base);
+    const Timing b1 = time_calls(engine.comm(), args.blocking, warm, iters / 2, [&] { base_call(s); });
+    std::vector<Timing> dense1(choices.size()), dense2(choices.size());
+    wd.arm(what_gw);
+    for (std::size_t k = 0; k < choices.size(); ++k) {
+      if (choices[k].dense())
+        dense1[k] = time_calls(engine.comm(), args.blocking, warm, iters / 2, [&] { gw_dense(s); });
+    }
+    wd.arm(what_base);
+    const Timing b2 = time_calls(engine.comm(), args.blocking, 0, iters - iters / 2, [&] { base_call(s); });
+    wd.arm(what_gw);
+    for (std::size_t k = choices.size(); k-- > 0;) {
+      if (choices[k].dense())
+        dense2[k] = time_calls(engine.comm(), args.blocking, 0, iters - iters / 2, [&] { gw_dense(s); });
+    }
+    wd.disarm();
+    const Timing b = merge(b1, b2);
+
+    for (std::size_t k = 0; k < choices.size(); ++k) {
+      const CodecChoice& c = choices[k];
+      if (c.dense()) {
+        Row row = make_row(merge(dense1[k], dense2[k]), b, c);
+        if (args.validate) {
+          wd.arm(what_gw);
+          gw_dense(s);
+          wd.disarm();
+          validate(s, true, row, dense_tolerance(args.op, t, P));
+        }
+        report.row(row);
+        continue;
+      }
+#if GW_BENCH_HAVE_PLAN
+      gradwire::PlanConfig cfg;
+      cfg.collective = coll == Coll::Allgather ? gradwire::PlanCollective::Allgather
+                                               : gradwire::PlanCollective::Allreduce;
+      cfg.count = s.count;
+      cfg.dtype = t;
+      cfg.op = args.op;
+      cfg.codec = c.spec;
+      cfg.algorithm = c.algo;
+      cfg.error_feedback = c.ef;
+      cfg.seed = 12345;
+      cfg.memory = mem;
+      wd.arm(what_gw + " (plan " + c.label + ")");
+      gradwire::Plan plan(comm, cfg);
+      for (int i = 0; i < warm; ++i) plan.run(send.data(), gout.data());
+      double enc = 0, xfer = 0, dec = 0, wire = 0;
+      const Timing g = time_calls(engine.comm(), args.blocking, 0, iters, [&] {
+        plan.run(send.data(), gout.data());
+        const gradwire::PlanStats& st = plan.stats();
+        enc += st.encode_s;
+        xfer += st.transfer_s;
+        dec += st.decode_s;
+        wire = static_cast<double>(st.wire_bytes);
+      });
+      if (iters == 0) {
+        plan.run(send.data(), gout.data());
+        wire = static_cast<double>(plan.stats().wire_bytes);
+      }
+      const double n = iters > 0 ? iters : 1;
+      Row row = make_row(g, b, c);
+      row.wire = static_cast<std::size_t>(std::llround(mean_over_ranks(wire, comm.mpi_comm())));
+      row.encode_us = mean_over_ranks(enc / n * 1e6, comm.mpi_comm());
+      row.transfer_us = mean_over_ranks(xfer / n * 1e6, comm.mpi_comm());
+      row.decode_us = mean_over_ranks(dec / n * 1e6, comm.mpi_comm());
+      row.algorithm = plan.stats().algorithm;
+      if (args.validate) {
+        // One step from a clean residual: the error of a single compressed call.
+        plan.reset_residual();
+        plan.run(send.data(), gout.data());
+        const bool lossless = c.spec == "none";
+        validate(s, lossless, row, lossless ? 1e-6 : 0);
+      }
+      wd.disarm();
+      report.row(row);
+#endif
+    }
+  }
+  report.end();
+  return failed;
+}
+
+}  // namespace
+
+int run_collective(int argc, char** argv, Coll coll) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  int status = 0;
+  try {
+    status = run(argc, argv, coll, rank, size);
+  } catch (const std::exception& e) {
+    // An error on one rank may leave the others inside a collective: end the whole job, so
+    // the exit status is non-zero everywhere.
+    std::fprintf(stderr, "%s: rank %d: %s\n", describe(coll).name, rank, e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &status, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return status;
+}
+
+}  // namespace gwbench

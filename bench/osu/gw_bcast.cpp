@@ -1,0 +1,5 @@
+// osu_bcast-style sweep: gradwire's bcast beside the plain engine's, timed in one run
+// (bench/osu/collective.cpp; gw_bcast -h lists the flags).
+#include "collective.hpp"
+
+int main(int argc, char** argv) { return gwbench::run_collective(argc, argv, gwbench::Coll::Bcast); }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# CTest smoke test of one osu-style binary: 2 ranks, tiny sizes, validated (-c), full
+# statistics (-f) and JSON; checks the shared output format and the exit status.
+#   smoke.sh MPIEXEC BINARY [extra flags]
+# Exit 77 (skip) passes through: e.g. -d cuda without a GPU.
+set -u
+mpiexec=$1; bin=$2; shift 2
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# No network between hosts in a test: shared memory and self only.
+export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
+out=$(mktemp); json=$(mktemp)
+trap 'rm -f "$out" "$json"' EXIT
+timeout 60 "$mpiexec" --oversubscribe -np 2 "$bin" -m 8:64K -i 4 -x 1 -c -f --json "$json" \
+    --timeout 30 "$@" >"$out" 2>&1
+rc=$?
+cat "$out"
+if [ $rc -eq 77 ]; then
+  grep -q "skipped" "$out" || { echo "smoke: exit 77 without a 'skipped' reason"; exit 1; }
+  exit 77
+fi
+[ $rc -eq 0 ] || { echo "smoke: $bin exited $rc"; exit 1; }
+fail() { echo "smoke: $*"; exit 1; }
+grep -q "^# Backend: .* Memory: .* Datatype: .* Op: " "$out" || fail "header line missing"
+grep -q "^# Ranks: 2 " "$out" || fail "ranks line missing"
+grep -q "^# Size .*\(Avg Latency(us)\|Bandwidth (MB/s)\).*busbw(GB/s).*Wire(B).*vs_base.*Validation" "$out" \
+  || fail "column titles missing"
+grep -q "^# Avg bus bandwidth" "$out" || fail "footer missing"
+# Rows: Size and a number first (what an OSU parser reads), Pass in the validation column.
+rows=$(grep -c "^[0-9]" "$out")
+[ "$rows" -ge 5 ] || fail "expected >= 5 rows, got $rows"
+awk '/^[0-9]/ { if ($2 !~ /^[0-9.]+$/) bad = 1 } END { exit bad }' "$out" || fail "non-numeric latency"
+if grep "^[0-9]" "$out" | grep -q "Fail"; then fail "validation failed"; fi
+[ "$(wc -l <"$json")" -eq "$rows" ] || fail "JSON records != rows"
+echo "smoke: ok ($rows rows)"
