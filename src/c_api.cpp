@@ -13,6 +13,7 @@
 #include "gradwire/communicator.hpp"
 #include "gradwire/config.hpp"
 #include "gradwire/error.hpp"
+#include "gradwire/plan.hpp"
 #include "gradwire/types.hpp"
 
 struct gw_comm_s {
@@ -21,6 +22,9 @@ struct gw_comm_s {
 };
 struct gw_request_s {
   gradwire::Request req;
+};
+struct gw_plan_s {
+  gradwire::Plan plan;
 };
 
 namespace {
@@ -278,6 +282,110 @@ gw_status_t gw_request_test(gw_request_t req, int* done) {
 gw_status_t gw_request_free(gw_request_t* req) {
   return guarded("gw_request_free", [&] {
     delete std::exchange(need(req, "request pointer is NULL"), nullptr);
+  });
+}
+
+gw_status_t gw_plan_config_init(gw_plan_config_t* config) {
+  return guarded("gw_plan_config_init", [&] {
+    auto& c = need(config, "config is NULL");
+    c = gw_plan_config_t{};
+    c.collective = GW_PLAN_ALLREDUCE;
+    c.dtype = GW_FLOAT32;
+    c.op = GW_SUM;
+    c.codec = nullptr;
+    c.algorithm = nullptr;
+    c.error_feedback = 1;
+    c.seed = 0;
+  });
+}
+
+gw_status_t gw_plan_create(gw_comm_t comm, const gw_plan_config_t* config, gw_plan_t* out) {
+  return guarded("gw_plan_create", [&] {
+    auto& c = comm_of(comm);
+    const auto& in = need(config, "config is NULL");
+    need(out, "plan out-pointer is NULL") = nullptr;
+    if (in.collective != GW_PLAN_ALLREDUCE && in.collective != GW_PLAN_ALLGATHER)
+      throw CError{GW_INVALID_ARGUMENT, "collective is neither GW_PLAN_ALLREDUCE nor _ALLGATHER"};
+    gradwire::PlanConfig cfg;
+    cfg.collective = in.collective == GW_PLAN_ALLREDUCE ? gradwire::PlanCollective::Allreduce
+                                                        : gradwire::PlanCollective::Allgather;
+    cfg.count = in.count;
+    cfg.dtype = dt(in.dtype);
+    cfg.op = rop(in.op);
+    cfg.codec = in.codec ? in.codec : "none";
+    cfg.algorithm = in.algorithm ? in.algorithm : "auto";
+    cfg.error_feedback = in.error_feedback != 0;
+    cfg.seed = in.seed;
+    *out = new gw_plan_s{gradwire::Plan(c, cfg)};
+  });
+}
+
+gw_status_t gw_plan_destroy(gw_plan_t* plan) {
+  return guarded("gw_plan_destroy", [&] {
+    delete std::exchange(need(plan, "plan pointer is NULL"), nullptr);
+  });
+}
+
+gw_status_t gw_plan_run(gw_plan_t plan, const void* send, void* recv) {
+  return guarded("gw_plan_run", [&] { need(plan, "plan handle is NULL").plan.run(send, recv); });
+}
+
+gw_status_t gw_plan_start(gw_plan_t plan, const void* send, void* recv, gw_request_t* req) {
+  return guarded("gw_plan_start", [&] {
+    auto& p = need(plan, "plan handle is NULL").plan;
+    start(req, [&] { return p.start(send, recv); });
+  });
+}
+
+gw_status_t gw_plan_stats(gw_plan_t plan, gw_plan_stats_t* stats) {
+  return guarded("gw_plan_stats", [&] {
+    const auto& s = need(plan, "plan handle is NULL").plan.stats();
+    auto& o = need(stats, "stats out-pointer is NULL");
+    o.algorithm = s.algorithm.c_str();
+    o.logical_bytes = s.logical_bytes;
+    o.wire_bytes = s.wire_bytes;
+    o.encode_s = s.encode_s;
+    o.transfer_s = s.transfer_s;
+    o.decode_s = s.decode_s;
+    o.total_s = s.total_s;
+  });
+}
+
+gw_status_t gw_plan_step(gw_plan_t plan, uint64_t* step) {
+  return guarded("gw_plan_step", [&] {
+    need(step, "step out-pointer is NULL") = need(plan, "plan handle is NULL").plan.step();
+  });
+}
+
+gw_status_t gw_plan_reset_residual(gw_plan_t plan) {
+  return guarded("gw_plan_reset_residual",
+                 [&] { need(plan, "plan handle is NULL").plan.reset_residual(); });
+}
+
+gw_status_t gw_plan_save_residual(gw_plan_t plan, const char* path) {
+  return guarded("gw_plan_save_residual", [&] {
+    auto& p = need(plan, "plan handle is NULL").plan;
+    if (path == nullptr) throw CError{GW_INVALID_ARGUMENT, "path is NULL"};
+    p.save_residual(path);
+  });
+}
+
+gw_status_t gw_plan_load_residual(gw_plan_t plan, const char* path) {
+  return guarded("gw_plan_load_residual", [&] {
+    auto& p = need(plan, "plan handle is NULL").plan;
+    if (path == nullptr) throw CError{GW_INVALID_ARGUMENT, "path is NULL"};
+    p.load_residual(path);
+  });
+}
+
+gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv, size_t count,
+                                    gw_dtype_t dtype, gw_op_t op, const char* codec,
+                                    const char* algorithm) {
+  return guarded("gw_allreduce_compressed", [&] {
+    auto& c = comm_of(comm);
+    if (codec == nullptr) throw CError{GW_INVALID_ARGUMENT, "codec is NULL"};
+    gradwire::allreduce_compressed(c, send, recv, count, dt(dtype), rop(op), codec,
+                                   algorithm ? algorithm : "auto");
   });
 }
 

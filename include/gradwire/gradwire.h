@@ -15,6 +15,7 @@
 #define GRADWIRE_GRADWIRE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <mpi.h>
 
@@ -73,7 +74,7 @@ typedef enum gw_on_timeout {
 
 typedef struct gw_comm_s* gw_comm_t;       /* a gradwire communicator */
 typedef struct gw_request_s* gw_request_t; /* a collective in flight */
-/* Reserved for a later version: gw_plan_t, persistent compressed collectives. */
+typedef struct gw_plan_s* gw_plan_t;       /* a persistent compressed collective */
 
 /* ---- errors and version (these never fail and are thread-safe) ---- */
 
@@ -145,6 +146,52 @@ gw_status_t gw_request_test(gw_request_t req, int* done);
  * request first waits for it (aborting the job past the deadline): buffers stay in use
  * until the collective ends. */
 gw_status_t gw_request_free(gw_request_t* req);
+
+/* ---- plans: persistent compressed collectives (docs/compressed-collectives.md) ---- */
+
+typedef enum gw_plan_collective {
+  GW_PLAN_ALLREDUCE = 0,
+  GW_PLAN_ALLGATHER = 1,
+  GW_PLAN_COLLECTIVE_MAX_ENUM_ = 0x7fffffff
+} gw_plan_collective_t;
+
+typedef struct gw_plan_config {
+  gw_plan_collective_t collective; /* default GW_PLAN_ALLREDUCE */
+  size_t count;                    /* allreduce: elements; allgather: elements per rank */
+  gw_dtype_t dtype;                /* GW_FLOAT32 (default), GW_FLOAT16, GW_BFLOAT16 */
+  gw_op_t op;                      /* GW_SUM (default) or GW_AVG */
+  const char* codec;               /* codec spec, e.g. "q4"; NULL means "none" */
+  const char* algorithm;           /* "auto" (NULL), "dense", "sra", "shared-grid", ... */
+  int error_feedback;              /* default 1 */
+  uint64_t seed;                   /* default 0 */
+} gw_plan_config_t;
+
+typedef struct gw_plan_stats {
+  const char* algorithm; /* valid while the plan lives */
+  size_t logical_bytes, wire_bytes;
+  double encode_s, transfer_s, decode_s, total_s;
+} gw_plan_stats_t;
+
+/* Fills *config with the defaults above. */
+gw_status_t gw_plan_config_init(gw_plan_config_t* config);
+/* Collective: ranks that disagree on the configuration all get GW_MISMATCH. The plan must be
+ * destroyed before its communicator. */
+gw_status_t gw_plan_create(gw_comm_t comm, const gw_plan_config_t* config, gw_plan_t* out);
+/* Frees the plan (finishing a run in flight) and sets *plan to NULL; NULL is a no-op. */
+gw_status_t gw_plan_destroy(gw_plan_t* plan);
+gw_status_t gw_plan_run(gw_plan_t plan, const void* send, void* recv);
+/* Non-blocking; *req ends with gw_request_free. */
+gw_status_t gw_plan_start(gw_plan_t plan, const void* send, void* recv, gw_request_t* req);
+gw_status_t gw_plan_stats(gw_plan_t plan, gw_plan_stats_t* stats);
+gw_status_t gw_plan_step(gw_plan_t plan, uint64_t* step);
+gw_status_t gw_plan_reset_residual(gw_plan_t plan);
+/* Collective; the file is keyed by global element, loadable at another number of ranks. */
+gw_status_t gw_plan_save_residual(gw_plan_t plan, const char* path);
+gw_status_t gw_plan_load_residual(gw_plan_t plan, const char* path);
+/* One-shot compressed allreduce without error feedback. algorithm NULL means "auto". */
+gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv, size_t count,
+                                    gw_dtype_t dtype, gw_op_t op, const char* codec,
+                                    const char* algorithm);
 
 #ifdef __cplusplus
 } /* extern "C" */
