@@ -1,14 +1,14 @@
-// Gradient averaging across ranks: one fused buffer, averaged by a gradwire::Plan (any codec
-// and algorithm, error feedback kept by the plan) or, for the uncompressed baseline, by the
-// engine's Communicator::allreduce(..., ReduceOp::Avg).
+// Gradient averaging across ranks: one fused buffer, averaged by a gradwire::Plan with
+// ReduceOp::Avg. The plan owns the codec's workspace and the error-feedback residual; with
+// --codec none it runs the engine's dense allreduce.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <string>
 
 #include <gradwire/communicator.hpp>
+#include <gradwire/plan.hpp>
 
 namespace fm {
 
@@ -21,25 +21,20 @@ struct SyncConfig {
 
 class GradSync {
  public:
-  // Collective: every rank must pass the same n and config.
+  // Collective: every rank must pass the same n and config (the plan checks it).
   GradSync(gradwire::Communicator& comm, std::size_t n, const SyncConfig& config);
-  ~GradSync();
 
-  // g (n floats) becomes the mean of every rank's g; identical on all ranks.
+  // g (n floats) becomes the mean of every rank's g; bit-identical on all ranks.
   void average(float* g);
 
-  std::size_t wire_bytes() const { return wire_bytes_; }  // this rank sent, last step
-  double seconds() const { return seconds_; }              // wall time of the last step
-  const std::string& algorithm() const { return algorithm_; }
+  std::size_t wire_bytes() const { return plan_.stats().wire_bytes; }  // sent, last step
+  const std::string& algorithm() const { return plan_.stats().algorithm; }
+  double seconds() const { return seconds_; }  // wall time of the last step
 
  private:
-  struct PlanHolder;
-  gradwire::Communicator& comm_;
-  std::size_t n_;
-  std::unique_ptr<PlanHolder> plan_;
-  std::size_t wire_bytes_ = 0;
+  static gradwire::PlanConfig plan_config(std::size_t n, const SyncConfig& c);
+  gradwire::Plan plan_;
   double seconds_ = 0;
-  std::string algorithm_;
 };
 
 }  // namespace fm
