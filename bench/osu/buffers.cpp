@@ -11,6 +11,9 @@
 #if GRADWIRE_HAVE_CUDA
 #include <cuda_runtime.h>
 #endif
+#if defined(OPEN_MPI) && __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // MPIX_Query_cuda_support
+#endif
 #if GRADWIRE_HAVE_NCCL
 #include <nccl.h>
 #endif
@@ -126,7 +129,14 @@ std::string device_unavailable(const std::string& backend) {
 #if !GRADWIRE_HAVE_NCCL
   if (backend == "nccl") return "this build of gradwire has no NCCL (--backend nccl)";
 #endif
-  (void)backend;
+  if (backend == "mpi") {
+    // The baseline then hands device pointers to MPI: only a CUDA-aware MPI takes them.
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+    if (MPIX_Query_cuda_support() != 1) return "--backend mpi: this MPI library is not CUDA-aware at run time";
+#else
+    return "--backend mpi: this MPI library is not CUDA-aware (no MPIX_CUDA_AWARE_SUPPORT)";
+#endif
+  }
   return "";
 #endif
 }
@@ -187,10 +197,10 @@ Engine::~Engine() {
 #if GRADWIRE_HAVE_NCCL
 #define GW_NCCL_CALL(expr)                                                                \
   do {                                                                                     \
-    auto c = static_cast<ncclComm_t>(nccl_comm_);                                          \
-    auto s = static_cast<cudaStream_t>(stream_);                                           \
+    auto gw_comm = static_cast<ncclComm_t>(nccl_comm_);                                    \
+    auto gw_stream = static_cast<cudaStream_t>(stream_);                                   \
     nccl_check(expr, #expr);                                                               \
-    cuda_check(cudaStreamSynchronize(s), "cudaStreamSynchronize");                         \
+    cuda_check(cudaStreamSynchronize(gw_stream), "cudaStreamSynchronize");                 \
   } while (0)
 #endif
 
@@ -198,7 +208,7 @@ void Engine::allreduce(const void* s, void* r, std::size_t count, gradwire::DTyp
                        gradwire::ReduceOp op) {
 #if GRADWIRE_HAVE_NCCL
   if (nccl_) {
-    GW_NCCL_CALL(ncclAllReduce(s, r, count, nccl_type(t), nccl_op(op), c, s));
+    GW_NCCL_CALL(ncclAllReduce(s, r, count, nccl_type(t), nccl_op(op), gw_comm, gw_stream));
     return;
   }
 #endif
@@ -208,7 +218,7 @@ void Engine::allreduce(const void* s, void* r, std::size_t count, gradwire::DTyp
 void Engine::allgather(const void* s, void* r, std::size_t count, gradwire::DType t) {
 #if GRADWIRE_HAVE_NCCL
   if (nccl_) {
-    GW_NCCL_CALL(ncclAllGather(s, r, count, nccl_type(t), c, s));
+    GW_NCCL_CALL(ncclAllGather(s, r, count, nccl_type(t), gw_comm, gw_stream));
     return;
   }
 #endif
@@ -219,7 +229,7 @@ void Engine::reduce_scatter(const void* s, void* r, std::size_t recv_count, grad
                             gradwire::ReduceOp op) {
 #if GRADWIRE_HAVE_NCCL
   if (nccl_) {
-    GW_NCCL_CALL(ncclReduceScatter(s, r, recv_count, nccl_type(t), nccl_op(op), c, s));
+    GW_NCCL_CALL(ncclReduceScatter(s, r, recv_count, nccl_type(t), nccl_op(op), gw_comm, gw_stream));
     return;
   }
 #endif
@@ -229,7 +239,7 @@ void Engine::reduce_scatter(const void* s, void* r, std::size_t recv_count, grad
 void Engine::bcast(void* b, std::size_t count, gradwire::DType t, int root) {
 #if GRADWIRE_HAVE_NCCL
   if (nccl_) {
-    GW_NCCL_CALL(ncclBroadcast(b, b, count, nccl_type(t), root, c, s));
+    GW_NCCL_CALL(ncclBroadcast(b, b, count, nccl_type(t), root, gw_comm, gw_stream));
     return;
   }
 #endif

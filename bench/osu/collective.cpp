@@ -330,29 +330,39 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       return row;
     };
 
-    // The baseline and the dense choices, in turn (halves), so drift falls on both alike.
-    wd.arm(what_base);
-    const Timing b1 = time_calls(engine.comm(), args.blocking, warm, iters / 2, [&] { base_call(s); });
-    std::vector<Timing> dense1(choices.size()), dense2(choices.size());
-    wd.arm(what_gw);
-    for (std::size_t k = 0; k < choices.size(); ++k) {
-      if (choices[k].dense())
-        dense1[k] = time_calls(engine.comm(), args.blocking, warm, iters / 2, [&] { gw_dense(s); });
-    }
-    wd.arm(what_base);
-    const Timing b2 = time_calls(engine.comm(), args.blocking, 0, iters - iters / 2, [&] { base_call(s); });
-    wd.arm(what_gw);
-    for (std::size_t k = choices.size(); k-- > 0;) {
-      if (choices[k].dense())
-        dense2[k] = time_calls(engine.comm(), args.blocking, 0, iters - iters / 2, [&] { gw_dense(s); });
+    // The baseline and the dense choices in turn, in up to 10 rounds whose order alternates,
+    // so drift in the machine's state (frequency, other load) falls on both alike.
+    const int rounds = std::max(1, std::min(iters, 10));
+    Timing b{};
+    std::vector<Timing> dense(choices.size());
+    for (int r = 0; r < rounds; ++r) {
+      const int n = iters / rounds + (r < iters % rounds ? 1 : 0);
+      const int w = r == 0 ? warm : 0;
+      auto time_base = [&] {
+        wd.arm(what_base);
+        b = merge(b, time_calls(engine.comm(), args.blocking, w, n, [&] { base_call(s); }));
+      };
+      auto time_dense = [&] {
+        wd.arm(what_gw);
+        for (std::size_t k = 0; k < choices.size(); ++k) {
+          if (choices[k].dense())
+            dense[k] = merge(dense[k], time_calls(engine.comm(), args.blocking, w, n, [&] { gw_dense(s); }));
+        }
+      };
+      if (r % 2 == 0) {
+        time_base();
+        time_dense();
+      } else {
+        time_dense();
+        time_base();
+      }
     }
     wd.disarm();
-    const Timing b = merge(b1, b2);
 
     for (std::size_t k = 0; k < choices.size(); ++k) {
       const CodecChoice& c = choices[k];
       if (c.dense()) {
-        Row row = make_row(merge(dense1[k], dense2[k]), b, c);
+        Row row = make_row(dense[k], b, c);
         if (args.validate) {
           wd.arm(what_gw);
           gw_dense(s);

@@ -59,12 +59,13 @@ Timing time_calls(MPI_Comm comm, bool blocking, int warmup, int iterations, Call
   return t;
 }
 
-// Two halves of one measurement, taken in turn with the baseline's so that drift in the
-// machine's state (frequency, other load) falls on both alike.
+// Parts of one measurement, taken in turn with the baseline's so that drift in the machine's
+// state (frequency, other load) falls on both alike.
 inline Timing merge(const Timing& a, const Timing& b) {
+  if (a.iterations == 0) return b;
+  if (b.iterations == 0) return a;
   Timing t;
   t.iterations = a.iterations + b.iterations;
-  if (t.iterations == 0) return t;
   t.avg_us = (a.avg_us * a.iterations + b.avg_us * b.iterations) / t.iterations;
   t.min_us = std::min(a.min_us, b.min_us);
   t.max_us = std::max(a.max_us, b.max_us);
