@@ -2,11 +2,16 @@
 // input bytes per second and as vs_memcpy, the ratio to memcpy of the same bytes measured in
 // the same run (same machine state, same sizes). One thread.
 //
+// vs_memcpy compares wall-clock times; vs_memcpy_cpu compares this thread's CPU time, which
+// on a machine shared with other jobs is far less noisy (it still sees their cache and
+// memory-bandwidth pressure, not the time slices they take).
+//
 //   gw_codec_bench                                   # full sweep (bench/results/codec-cpu.md)
 //   gw_codec_bench --benchmark_filter='/(q8|fp16)/1048576$' --benchmark_min_time=0.05  # smoke
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstring>
 #include <map>
 #include <random>
@@ -19,6 +24,25 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// Wall and CPU seconds of one timed region.
+struct Times {
+  double wall, cpu;
+};
+
+struct Stopwatch {
+  Clock::time_point t0 = Clock::now();
+  double c0 = thread_cpu_seconds();
+  Times elapsed() const {
+    return {std::chrono::duration<double>(Clock::now() - t0).count(), thread_cpu_seconds() - c0};
+  }
+};
+
 std::vector<float> gradient(std::size_t n) {
   std::mt19937 g(12345);
   std::normal_distribution<float> d(0.0f, 1e-3f);
@@ -27,31 +51,36 @@ std::vector<float> gradient(std::size_t n) {
   return v;
 }
 
-// Seconds per memcpy of `bytes`, best of a few runs after a warm-up, cached per size.
-double memcpy_seconds(std::size_t bytes) {
-  static std::map<std::size_t, double> cache;
+// Wall and CPU seconds per memcpy of `bytes`, each the best of a few runs after a warm-up,
+// cached per size.
+Times memcpy_seconds(std::size_t bytes) {
+  static std::map<std::size_t, Times> cache;
   if (auto it = cache.find(bytes); it != cache.end()) return it->second;
   std::vector<char> a(bytes, 1), b(bytes, 2);
   std::memcpy(b.data(), a.data(), bytes);
-  double best = 1e30;
+  Times best{1e30, 1e30};
   const int reps = bytes >= (64u << 20) ? 5 : 20;
   for (int r = 0; r < reps; ++r) {
     a[static_cast<std::size_t>(r) % bytes] = static_cast<char>(r);
-    const auto t0 = Clock::now();
+    const Stopwatch sw;
     std::memcpy(b.data(), a.data(), bytes);
     benchmark::ClobberMemory();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+    const Times t = sw.elapsed();
+    best.wall = std::min(best.wall, t.wall);
+    best.cpu = std::min(best.cpu, t.cpu);
   }
   benchmark::DoNotOptimize(b.data());
   cache[bytes] = best;
   return best;
 }
 
-void report(benchmark::State& state, std::size_t in_bytes, double seconds) {
+void report(benchmark::State& state, std::size_t in_bytes, Times t) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
                           static_cast<std::int64_t>(in_bytes));
-  const double per_iter = seconds / static_cast<double>(state.iterations());
-  state.counters["vs_memcpy"] = memcpy_seconds(in_bytes) / per_iter;
+  const double iters = static_cast<double>(state.iterations());
+  const Times ref = memcpy_seconds(in_bytes);
+  state.counters["vs_memcpy"] = ref.wall / (t.wall / iters);
+  state.counters["vs_memcpy_cpu"] = ref.cpu / (t.cpu / iters);
 }
 
 void bm_encode(benchmark::State& state, const std::string& spec) {
@@ -63,12 +92,12 @@ void bm_encode(benchmark::State& state, const std::string& spec) {
   std::size_t msg = 0;
   std::uint64_t step = 0;
   msg = c.encode(x.data(), gradwire::DType::Float32, n, 0, 7, step, out.data(), out.size());
-  const auto t0 = Clock::now();
+  const Stopwatch sw;
   for (auto _ : state) {
     msg = c.encode(x.data(), gradwire::DType::Float32, n, 0, 7, ++step, out.data(), out.size());
     benchmark::DoNotOptimize(out.data());
   }
-  report(state, bytes, std::chrono::duration<double>(Clock::now() - t0).count());
+  report(state, bytes, sw.elapsed());
   state.counters["ratio"] = static_cast<double>(bytes) / static_cast<double>(msg);
 }
 
@@ -84,23 +113,23 @@ void bm_decode(benchmark::State& state, const std::string& spec) {
   }
   std::vector<float> y(n);
   c.decode(msg.data(), msg.size(), y.data(), gradwire::DType::Float32, n);
-  const auto t0 = Clock::now();
+  const Stopwatch sw;
   for (auto _ : state) {
     c.decode(msg.data(), msg.size(), y.data(), gradwire::DType::Float32, n);
     benchmark::DoNotOptimize(y.data());
   }
-  report(state, bytes, std::chrono::duration<double>(Clock::now() - t0).count());
+  report(state, bytes, sw.elapsed());
 }
 
 void bm_memcpy(benchmark::State& state) {
   const std::size_t bytes = static_cast<std::size_t>(state.range(0));
   std::vector<char> a(bytes, 1), b(bytes, 2);
-  const auto t0 = Clock::now();
+  const Stopwatch sw;
   for (auto _ : state) {
     std::memcpy(b.data(), a.data(), bytes);
     benchmark::ClobberMemory();
   }
-  report(state, bytes, std::chrono::duration<double>(Clock::now() - t0).count());
+  report(state, bytes, sw.elapsed());
 }
 
 const char* const kSpecs[] = {

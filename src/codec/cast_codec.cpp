@@ -1,10 +1,13 @@
-// none / fp16 / bf16: one value per element, no scales.
+// none / fp16 / bf16: one value per element, no scales. The 16-bit conversions are
+// branch-free (math/half.hpp), so the loops vectorize; they are compiled twice, baseline
+// and AVX2, and picked at run time (codec/isa.hpp).
 #include <bit>
 #include <cstring>
 #include <type_traits>
 
 #include "codec/detail.hpp"
 #include "codec/elements.hpp"
+#include "codec/isa.hpp"
 #include "math/half.hpp"
 
 namespace gradwire::detail {
@@ -21,20 +24,64 @@ struct Bf16Wire {
   static float from(std::uint16_t w) { return math::bf16_to_float(w); }
 };
 
+// One chunk: wire words of v = in (+ e), residual e = v - from(wire).
+// in and e may overlap only element for element (the same loop order as the scalar code).
+template <class W, class T, bool kEF>
+[[gnu::always_inline]] inline void encode16_body(const T* in, float* e, std::size_t m,
+                                                 std::uint16_t* __restrict w) {
+  for (std::size_t i = 0; i < m; ++i) {
+    float v = load_elem(in, i);
+    if constexpr (kEF) v += e[i];
+    const std::uint16_t x = W::to(v);
+    w[i] = x;
+    if constexpr (kEF) e[i] = v - W::from(x);
+  }
+}
+
+template <class W, class T, bool kAdd>
+[[gnu::always_inline]] inline void decode16_body(const std::uint16_t* __restrict w, std::size_t m,
+                                                 T* __restrict out) {
+  for (std::size_t i = 0; i < m; ++i) {
+    const float v = W::from(w[i]);
+    if constexpr (kAdd) {
+      out[i] += v;
+    } else {
+      store_elem(out, i, v);
+    }
+  }
+}
+
+template <class W, class T, bool kEF>
+void encode16_generic(const T* in, float* e, std::size_t m, std::uint16_t* w) {
+  encode16_body<W, T, kEF>(in, e, m, w);
+}
+template <class W, class T, bool kEF>
+GW_TARGET_AVX2 void encode16_avx2(const T* in, float* e, std::size_t m, std::uint16_t* w) {
+  encode16_body<W, T, kEF>(in, e, m, w);
+}
+template <class W, class T, bool kAdd>
+void decode16_generic(const std::uint16_t* w, std::size_t m, T* out) {
+  decode16_body<W, T, kAdd>(w, m, out);
+}
+template <class W, class T, bool kAdd>
+GW_TARGET_AVX2 void decode16_avx2(const std::uint16_t* w, std::size_t m, T* out) {
+  decode16_body<W, T, kAdd>(w, m, out);
+}
+
 template <class W, class T, bool kEF>
 void encode16(const T* in, float* e, std::size_t n, std::byte* out) {
   // 16-bit words assembled in registers and stored little endian with memcpy: the output
   // has no alignment guarantee, and x86 / the CUDA targets are little endian (checked below).
   constexpr std::size_t kChunk = 512;
-  std::uint16_t buf[kChunk];
+  const bool avx2 = use_avx2();
+  alignas(32) std::uint16_t buf[kChunk];
   for (std::size_t c = 0; c < n; c += kChunk) {
     const std::size_t m = n - c < kChunk ? n - c : kChunk;
-    for (std::size_t i = 0; i < m; ++i) {
-      float v = load_elem(in, c + i);
-      if constexpr (kEF) v += e[c + i];
-      const std::uint16_t w = W::to(v);
-      buf[i] = w;
-      if constexpr (kEF) e[c + i] = v - W::from(w);
+    float* ec = kEF ? e + c : nullptr;
+    if (avx2) {
+      encode16_avx2<W, T, kEF>(in + c, ec, m, buf);
+    } else {
+      encode16_generic<W, T, kEF>(in + c, ec, m, buf);
     }
     std::memcpy(out + 2 * c, buf, 2 * m);
   }
@@ -43,17 +90,15 @@ void encode16(const T* in, float* e, std::size_t n, std::byte* out) {
 template <class W, class T, bool kAdd>
 void decode16(const std::byte* in, std::size_t n, T* out) {
   constexpr std::size_t kChunk = 512;
-  std::uint16_t buf[kChunk];
+  const bool avx2 = use_avx2();
+  alignas(32) std::uint16_t buf[kChunk];
   for (std::size_t c = 0; c < n; c += kChunk) {
     const std::size_t m = n - c < kChunk ? n - c : kChunk;
     std::memcpy(buf, in + 2 * c, 2 * m);
-    for (std::size_t i = 0; i < m; ++i) {
-      const float v = W::from(buf[i]);
-      if constexpr (kAdd) {
-        out[c + i] += v;
-      } else {
-        store_elem(out, c + i, v);
-      }
+    if (avx2) {
+      decode16_avx2<W, T, kAdd>(buf, m, out + c);
+    } else {
+      decode16_generic<W, T, kAdd>(buf, m, out + c);
     }
   }
 }

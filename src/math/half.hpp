@@ -23,39 +23,43 @@ GW_HD float bits_float(std::uint32_t u) {
 
 // NaN stays NaN (quiet, payload truncated), overflow goes to +-inf, tiny values to
 // subnormals or signed zero.
+//
+// Branch-free, so that the host loops over arrays vectorize (one select per case); the bits
+// are those of the plain definition (tests/unit/codec_bits_test.cpp checks all 2^32 inputs):
+// - normal results, |f| in [2^-14, 65520): round to nearest even on the integer bits;
+// - subnormal results, |f| < 2^-14: |f| + 0.5f rounds, in IEEE single precision with round
+//   to nearest even (the default mode; the codec math assumes it throughout), at the unit
+//   2^-24 of a half subnormal, so the low bits of the sum are the half's bits. A float32
+//   subnormal input (flushed or not) lands on +-0 either way, and the sum is never
+//   subnormal, so flush-to-zero modes give the same bits;
+// - |f| >= 65520: +-inf; NaN: the quiet NaN 0x7e00 with f's sign.
 GW_HD std::uint16_t float_to_half(float f) {
   const std::uint32_t x = float_bits(f);
   const std::uint32_t sign = (x >> 16) & 0x8000u;
-  const std::uint32_t a = x & 0x7fffffffu;
-  if (a >= 0x7f800000u) {
-    return static_cast<std::uint16_t>(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0u));
-  }
-  if (a >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // >= 65520
-  if (a < 0x38800000u) {                                                    // below 2^-14
-    if (a < 0x33000000u) return static_cast<std::uint16_t>(sign);          // <= 2^-25
-    const std::uint32_t e = a >> 23;
-    const std::uint32_t m = (a & 0x7fffffu) | 0x800000u;
-    const std::uint32_t shift = 126u - e;  // 14..24
-    std::uint32_t q = m >> shift;
-    const std::uint32_t rem = m & ((1u << shift) - 1u);
-    const std::uint32_t halfway = 1u << (shift - 1u);
-    if (rem > halfway || (rem == halfway && (q & 1u))) ++q;
-    return static_cast<std::uint16_t>(sign | q);
-  }
-  const std::uint32_t r = a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u;
-  return static_cast<std::uint16_t>(sign | (r >> 13));
+  // Signed integers: a < 2^31, and signed compares vectorize on every x86 level.
+  const std::int32_t a = static_cast<std::int32_t>(x & 0x7fffffffu);
+  const std::uint32_t ua = static_cast<std::uint32_t>(a);
+  const std::uint32_t normal = (ua + 0xfffu + ((ua >> 13) & 1u) - 0x38000000u) >> 13;
+  const std::uint32_t sub = float_bits(bits_float(ua) + 0.5f) - 0x3f000000u;
+  std::uint32_t r = a < 0x38800000 ? sub : normal;
+  r = a >= 0x477ff000 ? 0x7c00u : r;
+  r = a > 0x7f800000 ? 0x7e00u : r;
+  return static_cast<std::uint16_t>(sign | r);
 }
 
+// Branch-free as well (same bits as the plain definition, all 2^16 inputs tested):
+// subnormals are m * 2^-24, exact in single precision.
 GW_HD float half_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t e = (h >> 10) & 0x1fu;
-  const std::uint32_t m = h & 0x3ffu;
-  if (e == 0) {
-    const float v = static_cast<float>(m) * 5.9604644775390625e-8f;  // m * 2^-24, exact
-    return sign ? -v : v;
-  }
-  if (e == 31) return bits_float(sign | 0x7f800000u | (m << 13));
-  return bits_float(sign | ((e + 112u) << 23) | (m << 13));
+  const std::uint32_t u = h;
+  const std::uint32_t sign = (u & 0x8000u) << 16;
+  const std::int32_t e = static_cast<std::int32_t>(u & 0x7c00u);
+  const std::uint32_t body = (u & 0x7fffu) << 13;
+  const std::uint32_t sub = float_bits(static_cast<float>(static_cast<std::int32_t>(u & 0x3ffu)) *
+                                       5.9604644775390625e-8f);  // m * 2^-24
+  std::uint32_t r = body + 0x38000000u;                          // exponent + (127 - 15)
+  r = e == 0x7c00 ? (body | 0x7f800000u) : r;
+  r = e == 0 ? sub : r;
+  return bits_float(sign | r);
 }
 
 GW_HD std::uint16_t float_to_bf16(float f) {

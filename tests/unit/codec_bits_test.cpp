@@ -5,7 +5,7 @@
 // the host bit for bit (tests/gpu), so these hashes pin them too.
 //
 // To print the table (only after a deliberate, documented format change):
-//   GW_PRINT_GOLDEN=1 gw_unit_tests --gtest_filter='CodecBits.*'
+//   GW_PRINT_GOLDEN=1 gw_unit_tests --gtest_filter='*CodecBits.*Native'
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "codec/isa.hpp"
 #include "codec_test_util.hpp"
 #include "gradwire/codec.hpp"
 #include "math/half.hpp"
@@ -128,8 +129,15 @@ const Shape kShapes[] = {{1, 0}, {77, 3}, {4096, 0}, {10001, 4097}, {70000, 6}};
 // Golden hashes: key "spec|dtype|n|offset|ef".
 const std::map<std::string, std::uint64_t>& golden();
 
-TEST(CodecBits, EveryOutputBitMatchesTheRecordedHashes) {
-  const bool print = std::getenv("GW_PRINT_GOLDEN") != nullptr;
+// Both builds of the hot loops (baseline and, where the CPU has it, AVX2; codec/isa.hpp).
+class CodecBits : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { gradwire::detail::force_generic_kernels(GetParam()); }
+  void TearDown() override { gradwire::detail::force_generic_kernels(false); }
+};
+
+TEST_P(CodecBits, EveryOutputBitMatchesTheRecordedHashes) {
+  const bool print = std::getenv("GW_PRINT_GOLDEN") != nullptr && !GetParam();
   const DType types[] = {DType::Float32, DType::Float16, DType::BFloat16};
   std::uint64_t seed = 1;
   for (const char* spec : kSpecs) {
@@ -154,6 +162,11 @@ TEST(CodecBits, EveryOutputBitMatchesTheRecordedHashes) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, CodecBits, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? std::string("Generic") : std::string("Native");
+                         });
 
 // The conversions against the straightforward branchy definitions they replaced, over every
 // input: all 2^32 floats and all 2^16 halves.
@@ -192,7 +205,7 @@ std::uint32_t ref_half_to_float_bits(std::uint16_t h) {
   return sign | ((e + 112u) << 23) | (m << 13);
 }
 
-TEST(CodecBits, HalfConversionsMatchTheReferenceOnEveryInput) {
+TEST(HalfBits, ConversionsMatchTheReferenceOnEveryInput) {
   for (std::uint32_t h = 0; h < 0x10000u; ++h) {
     ASSERT_EQ(gradwire::math::float_bits(gradwire::math::half_to_float(static_cast<std::uint16_t>(h))),
               ref_half_to_float_bits(static_cast<std::uint16_t>(h)))
