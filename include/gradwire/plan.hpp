@@ -5,7 +5,7 @@
 //   gradwire::PlanConfig cfg;
 //   cfg.count = n; cfg.codec = "q4"; cfg.op = gradwire::ReduceOp::Avg;
 //   gradwire::Plan plan(comm, cfg);               // collective: ranks must agree
-//   for (step...) plan.allreduce(grad, grad);    // every rank ends with identical bits
+//   for (step...) plan.run(grad, grad);          // every rank ends with identical bits
 //   const gradwire::PlanStats& s = plan.stats();  // wire bytes, encode/transfer/decode time
 #pragma once
 
