@@ -38,6 +38,11 @@ done
 
 cleanup() {
   local rc=$?
+  # What the shaper did: bytes sent, drops (a drop costs TCP a retransmission timeout).
+  if ip netns list 2>/dev/null | grep -qw "$name"; then
+    echo "# Emulated link stats: $(ip netns exec "$name" tc -s qdisc show dev lo 2>/dev/null |
+      sed -n 's/^ *Sent \(.*\)$/sent \1/p' | head -1)"
+  fi
   # mpirun's daemons die with the job; anything left in the namespace is ours to end.
   for pid in $(ip netns pids "$name" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
   ip netns del "$name" 2>/dev/null || true
@@ -56,9 +61,11 @@ if [ "$rate" != none ]; then
   if ip netns exec "$name" tc qdisc add dev lo root netem rate "$rate" delay "$delay" limit 100000 2>/dev/null; then
     shaped="netem rate $rate delay $delay"
   else
-    # burst above lo's 64 KiB packets; a queue deep enough that TCP windows of every rank
-    # fit (a drop costs a retransmission timeout, which would measure TCP, not the link).
-    ip netns exec "$name" tc qdisc add dev lo root tbf rate "$rate" burst 512kb limit 16mb
+    # burst above lo's 64 KiB packets; a queue deep enough that the TCP windows of every
+    # pair of ranks fit at once (with 16 MB, an all-to-all of 4 MB messages among 4 ranks
+    # overflowed it, and each drop cost a retransmission timeout: that measured TCP, not the
+    # link). The stats line at the end says whether anything dropped.
+    ip netns exec "$name" tc qdisc add dev lo root tbf rate "$rate" burst 512kb limit 256mb
     shaped="tbf rate $rate (no added delay: this kernel has no sch_netem)"
   fi
 elif [ "$delay" != 0 ] && [ "$delay" != 0us ]; then

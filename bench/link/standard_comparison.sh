@@ -54,8 +54,6 @@ codecs=(--codec none --codec fp16 --codec q8 --codec q4 --codec sign+ef --codec 
         --codec q4@shared-grid)
 common=(-m "$sizes" -i "$iters" -x 1 -T float -f "${codecs[@]}" --timeout 600)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-cmds="$out/allreduce-commands.txt"
-: >"$cmds"
 for l in $links; do
   log="$out/allreduce-$l.txt" json="$out/allreduce-$l.json"
   echo "# $(date -u +%FT%TZ) link $l; load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$log"
@@ -65,12 +63,14 @@ for l in $links; do
   else
     cmd=("$here/emulated_link.sh" --rate "$l" --np "$np" -- "$bin" "${common[@]}" --json "$json")
   fi
-  echo "${cmd[*]}" | sed "s|$root/||g" >>"$cmds"
+  # The exact command, first line of the log (the report lists them).
+  { echo "# command: ${cmd[*]}" | sed "s|$root/||g"; cat "$log"; } >"$log.tmp" && mv "$log.tmp" "$log"
   "${cmd[@]}" 2>&1 | tee -a "$log"
   echo "# done; load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
 done
 
-python3 "$here/comparison_report.py" "$out" $links
+# The report takes every link whose results are in $out (a later run of one link refreshes it).
+python3 "$here/comparison_report.py" "$out" host 1gbit 2.5gbit $links
 if ! command -v gnuplot >/dev/null; then
   echo "# installing gnuplot-nox for the plot"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q gnuplot-nox >/dev/null 2>&1 ||

@@ -335,18 +335,27 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
     const int rounds = std::max(1, std::min(iters, 10));
     Timing b{};
     std::vector<Timing> dense(choices.size());
+    // Per round: the baseline's mean and each dense choice's, for a paired ratio that a burst
+    // of outside load in one round cannot move much (the median over rounds).
+    std::vector<double> base_round;
+    std::vector<std::vector<double>> dense_round(choices.size());
     for (int r = 0; r < rounds; ++r) {
       const int n = iters / rounds + (r < iters % rounds ? 1 : 0);
       const int w = r == 0 ? warm : 0;
       auto time_base = [&] {
         wd.arm(what_base);
-        b = merge(b, time_calls(engine.comm(), args.blocking, w, n, [&] { base_call(s); }));
+        const Timing x = time_calls(engine.comm(), args.blocking, w, n, [&] { base_call(s); });
+        base_round.push_back(x.avg_us);
+        b = merge(b, x);
       };
       auto time_dense = [&] {
         wd.arm(what_gw);
         for (std::size_t k = 0; k < choices.size(); ++k) {
-          if (choices[k].dense())
-            dense[k] = merge(dense[k], time_calls(engine.comm(), args.blocking, w, n, [&] { gw_dense(s); }));
+          if (choices[k].dense()) {
+            const Timing x = time_calls(engine.comm(), args.blocking, w, n, [&] { gw_dense(s); });
+            dense_round[k].push_back(x.avg_us);
+            dense[k] = merge(dense[k], x);
+          }
         }
       };
       if (r % 2 == 0) {
@@ -363,6 +372,14 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       const CodecChoice& c = choices[k];
       if (c.dense()) {
         Row row = make_row(dense[k], b, c);
+        std::vector<double> ratio;
+        for (std::size_t r = 0; r < base_round.size() && r < dense_round[k].size(); ++r)
+          if (dense_round[k][r] > 0) ratio.push_back(base_round[r] / dense_round[k][r]);
+        if (!ratio.empty()) {
+          std::sort(ratio.begin(), ratio.end());
+          const std::size_t m = ratio.size() / 2;
+          row.paired_vs_base = ratio.size() % 2 ? ratio[m] : (ratio[m - 1] + ratio[m]) / 2;
+        }
         if (args.validate) {
           wd.arm(what_gw);
           gw_dense(s);

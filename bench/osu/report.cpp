@@ -88,7 +88,7 @@ void Report::row(const Row& r) {
                  "\"memory\":\"%s\",\"dtype\":\"%s\",\"ranks\":%d,\"nodes\":%d,\"size\":%zu,"
                  "\"avg_us\":%s,\"min_us\":%s,\"max_us\":%s,\"iterations\":%d,"
                  "\"algbw\":%s,\"busbw\":%s,\"wire_bytes\":%zu,\"base\":\"%s\",\"base_us\":%s,"
-                 "\"vs_base\":%s,\"validation\":\"%s\",\"max_rel_err\":%s,"
+                 "\"vs_base\":%s,\"paired_vs_base\":%s,\"validation\":\"%s\",\"max_rel_err\":%s,"
                  "\"encode_us\":%s,\"transfer_us\":%s,\"decode_us\":%s,\"blocking\":%d}\n",
                  header_.benchmark.c_str(), esc(r.codec).c_str(), esc(r.algorithm).c_str(),
                  header_.backend.c_str(), header_.memory.c_str(),
@@ -96,7 +96,7 @@ void Report::row(const Row& r) {
                  header_.nodes, r.bytes, num(r.avg_us).c_str(), num(r.min_us).c_str(),
                  num(r.max_us).c_str(), r.iterations, num(r.algbw).c_str(), num(r.busbw).c_str(),
                  r.wire, header_.baseline.c_str(), num(r.base_us).c_str(), num(vs).c_str(),
-                 esc(r.validation).c_str(), num(r.max_rel_err).c_str(), num(r.encode_us).c_str(),
+                 num(r.paired_vs_base).c_str(), esc(r.validation).c_str(), num(r.max_rel_err).c_str(), num(r.encode_us).c_str(),
                  num(r.transfer_us).c_str(), num(r.decode_us).c_str(), args_.blocking ? 1 : 0);
     std::fflush(json_);
   }

@@ -37,6 +37,7 @@ struct Row {
   double max_rel_err = NAN;     // lossy paths with -c
   std::string codec = "none";   // the --codec entry
   std::string algorithm;        // the algorithm that ran ("MPI_Allreduce", "sra", ...)
+  double paired_vs_base = NAN;  // dense paths: median over rounds of base/gradwire (JSON)
   double encode_us = NAN, transfer_us = NAN, decode_us = NAN;  // plans: last call's split
 };
 
