@@ -8,32 +8,38 @@ namespace gradwire::detail {
 
 namespace {
 
-bool cpu_has_avx2() noexcept {
+KernelLevel cpu_level() noexcept {
 #if GW_HAVE_AVX2_KERNELS
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2");
-#else
-  return false;
+  if (__builtin_cpu_supports("avx512f")) return KernelLevel::Avx512;
+  if (__builtin_cpu_supports("avx2")) return KernelLevel::Avx2;
 #endif
+  return KernelLevel::Generic;
 }
 
-bool env_forces_generic() noexcept {
+KernelLevel env_cap() noexcept {
   const char* v = std::getenv("GRADWIRE_CODEC_ISA");
-  return v != nullptr && std::strcmp(v, "generic") == 0;
+  if (v == nullptr) return KernelLevel::Avx512;
+  if (std::strcmp(v, "generic") == 0) return KernelLevel::Generic;
+  if (std::strcmp(v, "avx2") == 0) return KernelLevel::Avx2;
+  return KernelLevel::Avx512;
 }
 
-std::atomic<bool>& forced() {
-  static std::atomic<bool> f{env_forces_generic()};
-  return f;
+std::atomic<int>& cap() {
+  static std::atomic<int> c{static_cast<int>(env_cap())};
+  return c;
 }
 
 }  // namespace
 
-bool use_avx2() noexcept {
-  static const bool has = cpu_has_avx2();
-  return has && !forced().load(std::memory_order_relaxed);
+KernelLevel kernel_level() noexcept {
+  static const int has = static_cast<int>(cpu_level());
+  const int c = cap().load(std::memory_order_relaxed);
+  return static_cast<KernelLevel>(has < c ? has : c);
 }
 
-void force_generic_kernels(bool on) noexcept { forced().store(on, std::memory_order_relaxed); }
+void limit_kernels(KernelLevel max) noexcept {
+  cap().store(static_cast<int>(max), std::memory_order_relaxed);
+}
 
 }  // namespace gradwire::detail

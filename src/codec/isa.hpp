@@ -1,25 +1,32 @@
-// Runtime choice of the host codecs' hot loops: the same source compiled twice, once for the
-// baseline ISA and once with AVX2 (GW_TARGET_AVX2), picked per call from the CPU's features.
-// Both produce the same bits (tests/unit/codec_bits_test.cpp runs both against recorded
-// hashes), so a binary built for baseline x86-64 runs everywhere and uses AVX2 where present.
+// Runtime choice of the host codecs' hot loops: the same source compiled for the baseline
+// ISA and with AVX2 (GW_TARGET_AVX2), plus an AVX-512 Philox generator (GW_TARGET_AVX512),
+// picked per call from the CPU's features. All produce the same bits
+// (tests/unit/codec_bits_test.cpp runs every level against recorded hashes), so a binary
+// built for baseline x86-64 runs everywhere and uses the wider units where present.
 #pragma once
 
 #if defined(__x86_64__) || defined(__i386__)
 #define GW_HAVE_AVX2_KERNELS 1
 #define GW_TARGET_AVX2 [[gnu::target("avx2")]]
+#define GW_TARGET_AVX512 [[gnu::target("avx2,avx512f")]]
 #else
 #define GW_HAVE_AVX2_KERNELS 0
 #define GW_TARGET_AVX2
+#define GW_TARGET_AVX512
 #endif
 
 namespace gradwire::detail {
 
-// True when the CPU has AVX2 and the generic kernels are not forced.
-bool use_avx2() noexcept;
+enum class KernelLevel : int { Generic = 0, Avx2 = 1, Avx512 = 2 };
 
-// For tests and benchmarks: force the baseline kernels (true) or let the CPU decide (false).
-// Also set by the environment variable GRADWIRE_CODEC_ISA=generic. Not thread safe against
-// concurrent encodes; call it between them.
-void force_generic_kernels(bool on) noexcept;
+// The widest level the CPU has, capped by limit_kernels / GRADWIRE_CODEC_ISA.
+KernelLevel kernel_level() noexcept;
+inline bool use_avx2() noexcept { return kernel_level() >= KernelLevel::Avx2; }
+inline bool use_avx512() noexcept { return kernel_level() >= KernelLevel::Avx512; }
+
+// For tests and benchmarks: cap the level (Avx512: no cap). The environment variable
+// GRADWIRE_CODEC_ISA=generic|avx2 sets the initial cap. Not thread safe against concurrent
+// encodes; call it between them.
+void limit_kernels(KernelLevel max) noexcept;
 
 }  // namespace gradwire::detail

@@ -5,7 +5,7 @@
 // the host bit for bit (tests/gpu), so these hashes pin them too.
 //
 // To print the table (only after a deliberate, documented format change):
-//   GW_PRINT_GOLDEN=1 gw_unit_tests --gtest_filter='*CodecBits.*Native'
+//   GW_PRINT_GOLDEN=1 gw_unit_tests --gtest_filter='*CodecBits.*Generic'
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -129,15 +129,17 @@ const Shape kShapes[] = {{1, 0}, {77, 3}, {4096, 0}, {10001, 4097}, {70000, 6}};
 // Golden hashes: key "spec|dtype|n|offset|ef".
 const std::map<std::string, std::uint64_t>& golden();
 
-// Both builds of the hot loops (baseline and, where the CPU has it, AVX2; codec/isa.hpp).
-class CodecBits : public ::testing::TestWithParam<bool> {
+// Every build of the hot loops (baseline; AVX2 and AVX-512 where the CPU has them;
+// codec/isa.hpp). A level the CPU lacks runs the widest it has.
+using gradwire::detail::KernelLevel;
+class CodecBits : public ::testing::TestWithParam<KernelLevel> {
  protected:
-  void SetUp() override { gradwire::detail::force_generic_kernels(GetParam()); }
-  void TearDown() override { gradwire::detail::force_generic_kernels(false); }
+  void SetUp() override { gradwire::detail::limit_kernels(GetParam()); }
+  void TearDown() override { gradwire::detail::limit_kernels(KernelLevel::Avx512); }
 };
 
 TEST_P(CodecBits, EveryOutputBitMatchesTheRecordedHashes) {
-  const bool print = std::getenv("GW_PRINT_GOLDEN") != nullptr && !GetParam();
+  const bool print = std::getenv("GW_PRINT_GOLDEN") != nullptr && GetParam() == KernelLevel::Generic;
   const DType types[] = {DType::Float32, DType::Float16, DType::BFloat16};
   std::uint64_t seed = 1;
   for (const char* spec : kSpecs) {
@@ -163,9 +165,12 @@ TEST_P(CodecBits, EveryOutputBitMatchesTheRecordedHashes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kernels, CodecBits, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& i) {
-                           return i.param ? std::string("Generic") : std::string("Native");
+INSTANTIATE_TEST_SUITE_P(Kernels, CodecBits,
+                         ::testing::Values(KernelLevel::Generic, KernelLevel::Avx2, KernelLevel::Avx512),
+                         [](const ::testing::TestParamInfo<KernelLevel>& i) {
+                           return i.param == KernelLevel::Generic ? std::string("Generic")
+                                  : i.param == KernelLevel::Avx2  ? std::string("Avx2")
+                                                                  : std::string("Avx512");
                          });
 
 // The conversions against the straightforward branchy definitions they replaced, over every
