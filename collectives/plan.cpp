@@ -1,6 +1,7 @@
 // Plan: agreement on the configuration, the choice of algorithm, the workspace and residual
 // it owns, the polling loop (blocking runs and requests share it), statistics, and the
-// residual file (docs/compressed-collectives.md).
+// residual file (docs/compressed-collectives.md). Device-memory plans (CUDA builds) stage
+// through pinned host buffers the plan owns and run the same host algorithm.
 #include "gradwire/plan.hpp"
 
 #include <sched.h>
@@ -14,10 +15,19 @@
 
 #include "collectives/algorithms.hpp"
 #include "comm_impl.hpp"
+#include "device_backend.hpp"
 #include "gradwire/codec.hpp"
+#include "gradwire/config.hpp"
 #include "request_state.hpp"
 #include "transport/mpi_p2p.hpp"
 #include "watchdog.hpp"
+
+#if GRADWIRE_HAVE_CUDA
+#include <cuda_runtime.h>
+#if defined(OPEN_MPI) && __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // MPIX_CUDA_AWARE_SUPPORT, MPIX_Query_cuda_support
+#endif
+#endif
 
 namespace gradwire {
 
@@ -73,6 +83,13 @@ struct Plan::Impl {
   std::string broken;  // set when a run failed midway: the transport state is unknown
   double t0 = 0;
   std::shared_ptr<Flight> flight = std::make_shared<Flight>();
+  // Device plans: pinned staging made at construction (CUDA builds), so a run allocates
+  // nothing. Allreduce stages in place (pin_out == pin_in); allgather has both.
+  std::string device_error;  // why this rank cannot run a device plan (agreed on in agree())
+  void* pin_in = nullptr;
+  void* pin_out = nullptr;
+  std::size_t in_bytes = 0, out_bytes = 0;
+  void* copied = nullptr;  // cudaEvent_t recorded after the last copy back to the device
 
   ~Impl() {
     if (in_flight && broken.empty()) {
@@ -83,6 +100,7 @@ struct Plan::Impl {
       }
     }
     flight->plan = nullptr;
+    release_staging();
     algo.reset();
     t.reset();
     tlocal.reset();
@@ -94,6 +112,9 @@ struct Plan::Impl {
 
   [[noreturn]] void fail(ErrorCode code, const std::string& cause) const { c->fail(code, call, cause); }
 
+  void prepare_device();
+  void release_staging() noexcept;
+  void run_device(const void* send, void* recv, void* stream, bool wait_result);
   void agree();
   void choose();
   void check_run(const void* send, void* recv);
@@ -134,7 +155,8 @@ void Plan::Impl::agree() {
       {"error_feedback", cfg.error_feedback ? 1u : 0u},
       {"seed", cfg.seed},
       {"memory", static_cast<std::uint64_t>(cfg.memory)},
-      {"codec-invalid", codec_ok ? 0u : 1u},
+      {"device-unavailable", device_error.empty() ? 0u : 1u},
+      {"codec-invalid", codec_ok ? 0u : 1u},  // last two: flags, not compared
   };
   constexpr int n = sizeof(fields) / sizeof(fields[0]);
   std::uint64_t buf[2 * n];
@@ -152,7 +174,7 @@ void Plan::Impl::agree() {
          codec_ok ? "a codec spec was rejected on another rank" : codec_error);
   }
   std::string differ;
-  for (int i = 0; i < n - 1; ++i) {
+  for (int i = 0; i < n - 2; ++i) {
     if (buf[i] != ~buf[n + i]) differ += std::string(differ.empty() ? "" : ", ") + fields[i].name;
   }
   if (!differ.empty()) {
@@ -160,6 +182,65 @@ void Plan::Impl::agree() {
                                   " (this rank: count=" + std::to_string(cfg.count) +
                                   ", codec=" + canon + ", algorithm=" + cfg.algorithm + ")");
   }
+  if (buf[n - 2] != 0) {
+    fail(ErrorCode::Unsupported,
+         device_error.empty()
+             ? std::string("device-memory plan: another rank cannot run it (see its message)")
+             : device_error);
+  }
+}
+
+// Device plans: whether this rank can run one, and its pinned buffers. Runs before agree(),
+// which tells every rank when any cannot, so no rank is left waiting in a collective.
+void Plan::Impl::prepare_device() {
+  if (cfg.memory != Memory::Device) return;
+#if !GRADWIRE_HAVE_CUDA
+  device_error =
+      "device-memory plan: gradwire was built without CUDA (GRADWIRE_CUDA=OFF); use "
+      "Memory::Host";
+#else
+  if (!c->cuda_present) {
+    device_error = "device-memory plan: no CUDA device is visible on rank " +
+                   std::to_string(c->rank) + "; use Memory::Host";
+    return;
+  }
+  in_bytes = cfg.count * dtype_size(cfg.dtype);
+  out_bytes = cfg.collective == PlanCollective::Allgather
+                  ? in_bytes * static_cast<std::size_t>(c->size)
+                  : in_bytes;
+  auto cuda_failed = [&](cudaError_t e, const std::string& what) {
+    cudaGetLastError();
+    device_error = "device-memory plan: " + what + " failed on rank " + std::to_string(c->rank) +
+                   ": " + cudaGetErrorString(e);
+    release_staging();
+  };
+  cudaError_t e = cudaSuccess;
+  if (in_bytes > 0 && (e = cudaHostAlloc(&pin_in, in_bytes, cudaHostAllocPortable)) != cudaSuccess)
+    return cuda_failed(e, "cudaHostAlloc of " + std::to_string(in_bytes) + " bytes");
+  if (cfg.collective == PlanCollective::Allreduce) {
+    pin_out = pin_in;
+  } else if (out_bytes > 0 &&
+             (e = cudaHostAlloc(&pin_out, out_bytes, cudaHostAllocPortable)) != cudaSuccess) {
+    return cuda_failed(e, "cudaHostAlloc of " + std::to_string(out_bytes) + " bytes");
+  }
+  cudaEvent_t ev = nullptr;
+  if ((e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming)) != cudaSuccess)
+    return cuda_failed(e, "cudaEventCreate");
+  copied = ev;
+#endif
+}
+
+void Plan::Impl::release_staging() noexcept {
+#if GRADWIRE_HAVE_CUDA
+  if (copied) {
+    cudaEventSynchronize(static_cast<cudaEvent_t>(copied));  // the copy back reads pin_out
+    cudaEventDestroy(static_cast<cudaEvent_t>(copied));
+  }
+  if (pin_out && pin_out != pin_in) cudaFreeHost(pin_out);
+  if (pin_in) cudaFreeHost(pin_in);
+  cudaGetLastError();
+#endif
+  copied = pin_in = pin_out = nullptr;
 }
 
 // The algorithm, from the agreed configuration and the (global) node layout: every rank
@@ -179,10 +260,6 @@ void Plan::Impl::choose() {
     fail(ErrorCode::Unsupported, "plans take float32, float16 or bfloat16");
   if (cfg.op != ReduceOp::Sum && cfg.op != ReduceOp::Avg)
     fail(ErrorCode::Unsupported, "plans reduce with sum or avg");
-  if (cfg.memory == Memory::Device)
-    fail(ErrorCode::Unsupported,
-         "device-memory plans are not implemented yet (docs/compressed-collectives.md, "
-         "'Device memory'); use Memory::Host");
   const bool none = spec.kind == CodecKind::None;
   std::string name = a;
   if (cfg.collective == PlanCollective::Allgather) {
@@ -209,8 +286,18 @@ void Plan::Impl::choose() {
       fail(ErrorCode::Unsupported, "float16/bfloat16 plans take codec none");
   }
   stats.algorithm = name;
+  const bool device = cfg.memory == Memory::Device;
+  stats.transport = device ? "mpi+staged-pinned" : "mpi";
+#if GRADWIRE_HAVE_CUDA && defined(MPIX_CUDA_AWARE_SUPPORT)
+  // Reported only: staging is the one device path, whatever MPI says.
+#if MPIX_CUDA_AWARE_SUPPORT
+  if (device) stats.cuda_aware_mpi = MPIX_Query_cuda_support() == 1 ? 1 : 0;
+#else
+  if (device) stats.cuda_aware_mpi = 0;
+#endif
+#endif
   call_name = "plan " + std::string(collective_name(cfg.collective)) + " " + name + " " +
-              spec.to_string();
+              spec.to_string() + (device ? " (device, staged)" : "");
   call.collective = call_name.c_str();
 
   coll::AlgoParams p;
@@ -322,6 +409,7 @@ Plan::Plan(Communicator& comm, const PlanConfig& config) : impl_(std::make_uniqu
   p.call.count = config.count;
   p.call.dtype = config.dtype;
   p.call.op = static_cast<int>(config.op);
+  p.prepare_device();
   p.agree();
   p.choose();
   p.flight->plan = impl_.get();
@@ -333,6 +421,7 @@ Plan& Plan::operator=(Plan&&) noexcept = default;
 
 void Plan::run(const void* send, void* recv) {
   Impl& p = *impl_;
+  if (p.cfg.memory == Memory::Device) return p.run_device(send, recv, nullptr, true);
   p.check_run(send, recv);
   p.begin(send, recv);
   p.wait_blocking(p.c->policy);
@@ -340,6 +429,11 @@ void Plan::run(const void* send, void* recv) {
 
 Request Plan::start(const void* send, void* recv) {
   Impl& p = *impl_;
+  if (p.cfg.memory == Memory::Device) {
+    p.fail(ErrorCode::Unsupported,
+           "start: non-blocking requests are not implemented for device-memory plans; use "
+           "run_on_stream (or run)");
+  }
   p.check_run(send, recv);
   p.begin(send, recv);
   auto st = std::make_unique<Request::State>();
@@ -350,10 +444,80 @@ Request Plan::start(const void* send, void* recv) {
   return Request(std::move(st));
 }
 
-void Plan::run_on_stream(const void*, void*, void*) {
-  impl_->fail(ErrorCode::Unsupported,
-              "run_on_stream: device-memory plans are not implemented yet "
-              "(docs/compressed-collectives.md, 'Device memory')");
+void Plan::run_on_stream(const void* send, void* recv, void* cuda_stream) {
+  Impl& p = *impl_;
+  if (p.cfg.memory != Memory::Device) {
+    p.fail(ErrorCode::InvalidArgument,
+           "run_on_stream takes a plan made with Memory::Device; this one is for host memory "
+           "(use run or start)");
+  }
+  p.run_device(send, recv, cuda_stream, false);
+}
+
+// Device → pinned on the stream, a bounded wait for the stream, the host algorithm on the
+// pinned buffers (the same bits as a host plan), pinned → device on the stream. A failure
+// leaves the staging state unknown, so the plan is marked unusable, as for a failed host run.
+void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wait_result) {
+#if !GRADWIRE_HAVE_CUDA
+  (void)send, (void)recv, (void)stream, (void)wait_result;
+  fail(ErrorCode::Unsupported, "device-memory plan: gradwire was built without CUDA");
+#else
+  check_run(send, recv);
+  if (cfg.count > 0 && (!detail::is_device_pointer(send) || !detail::is_device_pointer(recv)))
+    fail(ErrorCode::InvalidArgument,
+         std::string("device-memory plan: ") +
+             (!detail::is_device_pointer(send) ? "send" : "recv") +
+             " is not device memory (use a Memory::Host plan for host buffers)");
+  const auto s = static_cast<cudaStream_t>(stream);
+  const auto ev = static_cast<cudaEvent_t>(copied);
+  auto check = [&](cudaError_t e, const char* what) {
+    if (e == cudaSuccess) return;
+    cudaGetLastError();
+    fail(ErrorCode::Cuda, std::string(what) + " failed: " + cudaGetErrorString(e));
+  };
+  // Polls like the NCCL backend's events: a stuck stream becomes the communicator's timeout.
+  auto wait = [&](auto query, const char* what) {
+    const std::int64_t deadline =
+        detail::monotonic_ns() + static_cast<std::int64_t>(c->timeout_s * 1e9);
+    for (unsigned spins = 0;; ++spins) {
+      const cudaError_t e = query();
+      if (e == cudaSuccess) return;
+      if (e != cudaErrorNotReady) check(e, what);
+      if ((spins & 63u) == 0 && detail::monotonic_ns() > deadline) c->timed_out(call, c->policy);
+      if (spins > 1000) sched_yield();
+    }
+  };
+  const double ts = now_s();
+  double staged = 0;
+  try {
+    // The previous run's copy back may still read pin_out (it may have used another stream).
+    wait([&] { return cudaEventQuery(ev); }, "cudaEventQuery (previous copy back)");
+    if (in_bytes > 0)
+      check(cudaMemcpyAsync(pin_in, send, in_bytes, cudaMemcpyDeviceToHost, s),
+            "cudaMemcpyAsync (device to pinned)");
+    wait([&] { return cudaStreamQuery(s); }, "cudaStreamQuery");
+    staged = now_s() - ts;
+  } catch (const Error& e) {
+    broken = e.what();
+    throw;
+  }
+  begin(pin_in, pin_out);
+  wait_blocking(c->policy);
+  const double t_back = now_s();
+  try {
+    if (out_bytes > 0)
+      check(cudaMemcpyAsync(recv, pin_out, out_bytes, cudaMemcpyHostToDevice, s),
+            "cudaMemcpyAsync (pinned to device)");
+    check(cudaEventRecord(ev, s), "cudaEventRecord");
+    if (wait_result) wait([&] { return cudaEventQuery(ev); }, "cudaEventQuery (copy back)");
+  } catch (const Error& e) {
+    broken = e.what();
+    throw;
+  }
+  const double t_end = now_s();
+  stats.stage_s = staged + (t_end - t_back);
+  stats.total_s = t_end - ts;
+#endif
 }
 
 const PlanStats& Plan::stats() const { return impl_->stats; }

@@ -42,6 +42,16 @@ struct PlanStats {
   std::size_t logical_bytes = 0;    // count * dtype size
   std::size_t wire_bytes = 0;       // bytes this rank sent
   double encode_s = 0, transfer_s = 0, decode_s = 0, total_s = 0;
+  // How the data reached the network, fixed at construction: "mpi" (host buffers handed to
+  // MPI) or "mpi+staged-pinned" (device plans: device buffers copied through pinned host
+  // buffers the plan owns, then the host algorithm; bit-identical to a host plan).
+  std::string transport;
+  // Device plans: what MPI says of CUDA-awareness (Open MPI's MPIX_Query_cuda_support):
+  // 1 device pointers accepted, 0 not, -1 unknown or not queried (host plans). Staging is used
+  // either way; this is reported, not acted on.
+  int cuda_aware_mpi = -1;
+  double stage_s = 0;  // device plans: copies between device and pinned buffers and waits for
+                       // them (part of total_s; run_on_stream does not wait for the copy back)
 };
 
 class Plan {
@@ -55,6 +65,13 @@ class Plan {
 
   // Allreduce plans: recv may equal send. Allgather plans: send holds count elements, recv
   // count * size, rank r's block at r * count.
+  //
+  // Memory::Device plans (CUDA builds): run_on_stream copies send to the plan's pinned buffer
+  // on cuda_stream (a cudaStream_t; null: the default stream), waits for the stream (bounded by
+  // the communicator's timeout), runs the host algorithm and enqueues the copy of the result
+  // to recv on the stream, then returns: work enqueued later on that stream sees the result.
+  // run() on a device plan is run_on_stream on the default stream and waits for the result.
+  // start() is not implemented for device plans (Unsupported).
   void run(const void* send, void* recv);
   Request start(const void* send, void* recv);  // non-blocking; wait() on the request
   void run_on_stream(const void* send, void* recv, void* cuda_stream);  // device buffers
