@@ -1,6 +1,9 @@
 #include "codec/isa.hpp"
 
 #include <atomic>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <cstdlib>
 #include <cstring>
 
@@ -8,13 +11,19 @@ namespace gradwire::detail {
 
 namespace {
 
+// The AVX2 level also uses F16C (vcvtps2ph / vcvtph2ps), present on every AVX2 CPU made;
+// checked all the same (CPUID.1:ECX bit 29).
 KernelLevel cpu_level() noexcept {
 #if GW_HAVE_AVX2_KERNELS
   __builtin_cpu_init();
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & bit_F16C) != 0;
+  if (!f16c || !__builtin_cpu_supports("avx2")) return KernelLevel::Generic;
   if (__builtin_cpu_supports("avx512f")) return KernelLevel::Avx512;
-  if (__builtin_cpu_supports("avx2")) return KernelLevel::Avx2;
-#endif
+  return KernelLevel::Avx2;
+#else
   return KernelLevel::Generic;
+#endif
 }
 
 KernelLevel env_cap() noexcept {
