@@ -476,12 +476,18 @@ template <bool kEF, class T>
 void sign_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* scales,
                 std::byte* payload) {
   const Source<T, kEF> src{static_cast<const T*>(a.in), a.residual};
+  const bool avx2 = use_avx2();
   std::uint8_t q[kChunk];
   std::size_t b = 0;
   for (std::size_t s = 0; s < a.count; s += spec.bucket, ++b) {
     const std::uint32_t n =
         static_cast<std::uint32_t>(a.count - s < spec.bucket ? a.count - s : spec.bucket);
-    const math::BucketStats st = math::bucket_stats([&](std::uint32_t i) { return src(s + i); }, n);
+    math::BucketStats st;
+    if constexpr (std::is_same_v<T, float>) {
+      st = float_range<kEF>(avx2, src.x + s, kEF ? a.residual + s : nullptr, n);
+    } else {
+      st = math::bucket_stats([&](std::uint32_t i) { return src(s + i); }, n);
+    }
     if (st.amax >= math::kInfBits) check_finite(src, s, n, a.global_offset);
     const float scale = st.abs_sum / static_cast<float>(n);
     if (!std::isfinite(scale)) {
