@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turn the standard comparison's JSON records into a markdown table, the target figures and a
-gnuplot script for the PNG plot.
+gnuplot script for the PNG plot (run gnuplot in OUTDIR).
 
     comparison_report.py OUTDIR LINK...    (reads OUTDIR/allreduce-LINK.json)
 """
@@ -123,7 +123,7 @@ def main():
             if not r:
                 continue
             sp = r["vs_base"]
-            verdict = "met" if sp >= tgt else f"missed by {100 * (1 - sp / tgt):.0f} %"
+            verdict = "met" if sp >= tgt else f"missed by {100 * (1 - sp / tgt):.1f} %"
             md.append(f"| {link} | {c} | {sp:.2f}x | {tgt}x | "
                       f"{dense_wire / max(r['wire_bytes'], 1):.1f}x | {ms(r['encode_us'])} | "
                       f"{ms(r['transfer_us'])} | {ms(r['decode_us'])} | "
@@ -162,7 +162,7 @@ def main():
     # Plot: speedup over MPI_Allreduce against size, one panel per link.
     gp = [
         "set terminal pngcairo size 1500,480 font 'sans,10' noenhanced",
-        f"set output '{os.path.join(out, 'allreduce-comparison.png')}'",
+        "set output 'allreduce-comparison.png'",  # run from OUTDIR
         "set multiplot layout 1,%d title 'gradwire allreduce, 4 ranks, float32: speedup over "
         "MPI_Allreduce (same run)'" % len(data),
         "set logscale x 2", "set logscale y 2", "set grid",
@@ -178,9 +178,10 @@ def main():
                 byc = {r["codec"]: r for r in rows if r["size"] == s}
                 f.write(f"{s / (1 << 20):g} " + " ".join(
                     f"{byc[c]['vs_base']:.4f}" if c in byc else "nan" for c in codecs) + "\n")
-        plots = [f"'{dat}' using 1:{i + 2} with linespoints title '{c}'" for i, c in enumerate(codecs)]
+        plots = [f"'{os.path.basename(dat)}' using 1:{i + 2} with linespoints title '{c}'" for i, c in enumerate(codecs)]
         plots.append("1 with lines dt 2 lc rgb 'black' title 'MPI_Allreduce'")
         gp.append(f"set title '{labels.get(link, 'emulated ' + link + ' link')}'")
+        gp.append("set key top left" if link == "host" else "set key bottom right")
         gp.append("plot " + ", ".join(plots))
     gp.append("unset multiplot")
     with open(os.path.join(out, "allreduce-comparison.gp"), "w") as f:

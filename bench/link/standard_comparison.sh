@@ -77,7 +77,7 @@ if ! command -v gnuplot >/dev/null; then
     echo "standard_comparison.sh: could not install gnuplot-nox; no plot" >&2
 fi
 if command -v gnuplot >/dev/null; then
-  gnuplot "$out/allreduce-comparison.gp"
+  (cd "$out" && gnuplot allreduce-comparison.gp)
   echo "# plot: $out/allreduce-comparison.png"
 fi
 echo "# table: $out/allreduce-comparison.md"
