@@ -31,4 +31,9 @@ rows=$(grep -c "^[0-9]" "$out")
 awk '/^[0-9]/ { if ($2 !~ /^[0-9.]+$/) bad = 1 } END { exit bad }' "$out" || fail "non-numeric latency"
 if grep "^[0-9]" "$out" | grep -q "Fail"; then fail "validation failed"; fi
 [ "$(wc -l <"$json")" -eq "$rows" ] || fail "JSON records != rows"
+# A lossy codec's validation column is its error, a number.
+if grep "^[0-9]" "$out" | awk '$NF != "none"' | grep -q .; then
+  grep "^[0-9]" "$out" | awk '$NF != "none" && $(NF-1) !~ /^[0-9.e+-]+$/ { bad = 1 } END { exit bad }' \
+    || fail "lossy rows without an error figure"
+fi
 echo "smoke: ok ($rows rows)"
