@@ -39,8 +39,12 @@ out=$(cd "$out" && pwd)
 bin="$build/bench/osu/gw_allreduce"
 if [ ! -x "$bin" ]; then
   echo "# building gw_allreduce in $build"
-  cmake -S "$root" -B "$build" -G Ninja -DGRADWIRE_CUDA=OFF -DGRADWIRE_BUILD_TESTS=OFF >/dev/null
-  ninja -C "$build" -j2 gw_allreduce >/dev/null
+  # An existing build directory keeps its own configuration; a new one gets a CPU-only,
+  # benchmarks-only configuration.
+  if [ ! -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$root" -B "$build" -G Ninja -DGRADWIRE_CUDA=OFF -DGRADWIRE_BUILD_TESTS=OFF >/dev/null
+  fi
+  cmake --build "$build" -j2 --target gw_allreduce >/dev/null
 fi
 need_root=0
 for l in $links; do [ "$l" = host ] || need_root=1; done
