@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -63,10 +64,13 @@ class Watchdog {
 
 }  // namespace
 
+// The coarse clock (a few ms of resolution, ample for deadlines of seconds) costs ~5 ns; the
+// precise one cost 80-140 ns per read on our VMs, most of gradwire's overhead on an 8-byte
+// allreduce (bench/results/allreduce-targets.md).
 std::int64_t monotonic_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 WatchSlot::WatchSlot(Expire on_expire) : on_expire_(std::move(on_expire)) {

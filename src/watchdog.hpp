@@ -52,6 +52,7 @@ class Armed {
   WatchSlot& slot_;
 };
 
+// Monotonic time for deadlines (coarse: a few milliseconds of resolution).
 std::int64_t monotonic_ns() noexcept;
 
 }  // namespace gradwire::detail
