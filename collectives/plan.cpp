@@ -4,8 +4,6 @@
 // through pinned host buffers the plan owns and run the same host algorithm.
 #include "gradwire/plan.hpp"
 
-#include <sched.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -392,13 +390,7 @@ bool Plan::Impl::poll() {
 }
 
 void Plan::Impl::wait_blocking(OnTimeout policy) {
-  const std::int64_t deadline =
-      detail::monotonic_ns() + static_cast<std::int64_t>(c->timeout_s * 1e9);
-  // Spin first (latency), then yield: on an oversubscribed node the peer needs our core.
-  for (unsigned spins = 0; !poll(); ++spins) {
-    if ((spins & 63u) == 0 && detail::monotonic_ns() > deadline) c->timed_out(call, policy);
-    if (spins > 1000) sched_yield();
-  }
+  detail::poll_until_done(*c, call, policy, [this] { return poll(); });
 }
 
 Plan::Plan(Communicator& comm, const PlanConfig& config) : impl_(std::make_unique<Impl>()) {
@@ -477,15 +469,11 @@ void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wai
   };
   // Polls like the NCCL backend's events: a stuck stream becomes the communicator's timeout.
   auto wait = [&](auto query, const char* what) {
-    const std::int64_t deadline =
-        detail::monotonic_ns() + static_cast<std::int64_t>(c->timeout_s * 1e9);
-    for (unsigned spins = 0;; ++spins) {
+    detail::poll_until_done(*c, call, c->policy, [&] {
       const cudaError_t e = query();
-      if (e == cudaSuccess) return;
-      if (e != cudaErrorNotReady) check(e, what);
-      if ((spins & 63u) == 0 && detail::monotonic_ns() > deadline) c->timed_out(call, c->policy);
-      if (spins > 1000) sched_yield();
-    }
+      if (e != cudaSuccess && e != cudaErrorNotReady) check(e, what);
+      return e == cudaSuccess;
+    });
   };
   const double ts = now_s();
   double staged = 0;

@@ -37,14 +37,18 @@ bool Request::State::poll() {
   return true;
 }
 
-void Request::State::wait(OnTimeout policy) {
-  const std::int64_t deadline =
-      detail::monotonic_ns() + static_cast<std::int64_t>(comm->timeout_s * 1e9);
+void detail::poll_until_done(const Communicator::Impl& c, const CallInfo& call,
+                             OnTimeout policy, const std::function<bool()>& poll) {
+  const std::int64_t deadline = monotonic_ns() + static_cast<std::int64_t>(c.timeout_s * 1e9);
   // Spin first (latency), then yield: on an oversubscribed node the peer needs our core.
   for (unsigned spins = 0; !poll(); ++spins) {
-    if ((spins & 63u) == 0 && detail::monotonic_ns() > deadline) comm->timed_out(call, policy);
+    if ((spins & 63u) == 0 && monotonic_ns() > deadline) c.timed_out(call, policy);
     if (spins > 1000) sched_yield();
   }
+}
+
+void Request::State::wait(OnTimeout policy) {
+  detail::poll_until_done(*comm, call, policy, [this] { return poll(); });
 }
 
 Request::Request() = default;

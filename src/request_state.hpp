@@ -32,4 +32,11 @@ struct Request::State {
   void wait(OnTimeout policy);
 };
 
+namespace detail {
+// Calls `poll` until it returns true; past the communicator's timeout, aborts or throws as
+// `policy` says. The one wait loop behind requests and plans.
+void poll_until_done(const Communicator::Impl& c, const CallInfo& call, OnTimeout policy,
+                     const std::function<bool()>& poll);
+}  // namespace detail
+
 }  // namespace gradwire
