@@ -20,6 +20,7 @@
 #include "args.hpp"
 #include "buffers.hpp"
 #include "math/element_io.hpp"
+#include "mpi_main.hpp"
 #include "report.hpp"
 #include "timing.hpp"
 
@@ -443,23 +444,8 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
 }  // namespace
 
 int run_collective(int argc, char** argv, Coll coll) {
-  MPI_Init(&argc, &argv);
-  int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  int status = 0;
-  try {
-    status = run(argc, argv, coll, rank, size);
-  } catch (const std::exception& e) {
-    // An error on one rank may leave the others inside a collective: end the whole job, so
-    // the exit status is non-zero everywhere.
-    std::fprintf(stderr, "%s: rank %d: %s\n", describe(coll).name, rank, e.what());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  MPI_Allreduce(MPI_IN_PLACE, &status, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return status;
+  return mpi_main(argc, argv, describe(coll).name,
+                  [&](int rank, int size) { return run(argc, argv, coll, rank, size); });
 }
 
 }  // namespace gwbench

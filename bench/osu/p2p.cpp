@@ -17,6 +17,7 @@
 #include "args.hpp"
 #include "buffers.hpp"
 #include "math/element_io.hpp"
+#include "mpi_main.hpp"
 #include "report.hpp"
 #include "timing.hpp"
 
@@ -349,21 +350,8 @@ int run(int argc, char** argv, P2P kind, int rank, int P) {
 }  // namespace
 
 int run_p2p(int argc, char** argv, P2P kind) {
-  MPI_Init(&argc, &argv);
-  int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  int status = 0;
-  try {
-    status = run(argc, argv, kind, rank, size);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: rank %d: %s\n", kind == P2P::Latency ? "gw_latency" : "gw_bw", rank, e.what());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  MPI_Allreduce(MPI_IN_PLACE, &status, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return status;
+  return mpi_main(argc, argv, kind == P2P::Latency ? "gw_latency" : "gw_bw",
+                  [&](int rank, int size) { return run(argc, argv, kind, rank, size); });
 }
 
 }  // namespace gwbench
