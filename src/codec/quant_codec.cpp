@@ -287,6 +287,19 @@ math::BucketStats float_range(bool avx2, const float* x, const float* e, std::ui
 // One chunk of codes: round v onto the grid (stochastic with words r, or nearest), store
 // the residual v - decode (error feedback), pack. Plain loops over arrays that the
 // vectorizer takes whole (the clamp and the rounding compile to packed max/min/compare).
+// Element i's code on the bucket's grid; r (random words) is read only when rounding
+// stochastically, and may be null otherwise.
+template <bool kStoch>
+[[gnu::always_inline]] inline std::uint32_t grid_code(const float* v, const std::uint32_t* r,
+                                                      std::uint32_t i, math::Grid g, float lf) {
+  const float t = math::grid_position(v[i], g, lf);
+  if constexpr (kStoch) {
+    return math::round_stochastic(t, r[i]);
+  } else {
+    return math::round_nearest(t);
+  }
+}
+
 template <std::uint32_t B, bool kStoch, bool kEF>
 [[gnu::always_inline]] inline void chunk_body(const float* __restrict v,
                                               const std::uint32_t* __restrict r, std::uint32_t m,
@@ -294,14 +307,7 @@ template <std::uint32_t B, bool kStoch, bool kEF>
                                               std::byte* __restrict out) {
   std::uint8_t q[kChunk];
   for (std::uint32_t i = 0; i < m; ++i) {
-    const float t = math::grid_position(v[i], g, lf);
-    std::uint32_t code;
-    if constexpr (kStoch) {
-      code = math::round_stochastic(t, r[i]);
-    } else {
-      code = math::round_nearest(t);
-    }
-    q[i] = static_cast<std::uint8_t>(code);
+    q[i] = static_cast<std::uint8_t>(grid_code<kStoch>(v, r, i, g, lf));
   }
   if constexpr (kEF) {
     for (std::uint32_t i = 0; i < m; ++i) res[i] = v[i] - math::dequantize(q[i], g);
@@ -361,13 +367,7 @@ GW_TARGET_AVX2 void chunk_avx2(const float* v, const std::uint32_t* r, std::uint
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(qb + i), _mm256_permutevar8x32_epi32(bytes, order));
   }
   for (; i < m; ++i) {
-    const float t = math::grid_position(v[i], g, lf);
-    std::uint32_t code;
-    if constexpr (kStoch) {
-      code = math::round_stochastic(t, r[i]);
-    } else {
-      code = math::round_nearest(t);
-    }
+    const std::uint32_t code = grid_code<kStoch>(v, r, i, g, lf);
     qb[i] = static_cast<std::uint8_t>(code);
     if constexpr (kEF) res[i] = v[i] - math::dequantize(code, g);
   }
