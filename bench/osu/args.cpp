@@ -6,6 +6,9 @@
 
 #include <mpi.h>
 
+#include <gradwire/codec.hpp>
+#include <gradwire/error.hpp>
+
 namespace gwbench {
 namespace {
 
@@ -199,6 +202,15 @@ std::vector<CodecChoice> codec_choices(const Args& a) {
     out.push_back(c);
   }
   return out;
+}
+
+std::string codec_spec_error(const CodecChoice& c) {
+  try {
+    (void)gradwire::parse_codec(c.spec);
+  } catch (const gradwire::Error& e) {
+    return "--codec " + c.label + ": " + e.what();
+  }
+  return "";
 }
 
 }  // namespace gwbench

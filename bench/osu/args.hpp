@@ -42,6 +42,8 @@ struct CodecChoice {
   bool dense() const { return spec == "none" && (algo == "auto" || algo == "dense"); }
 };
 std::vector<CodecChoice> codec_choices(const Args& a);
+// "" when the choice's codec spec parses, else "--codec LABEL: <why>".
+std::string codec_spec_error(const CodecChoice& c);
 
 // Parses argv; on -h prints the usage and exits 0; on a bad flag prints the error and usage
 // (rank 0 only) and exits 2.

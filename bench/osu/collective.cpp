@@ -198,12 +198,8 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
   // Argument errors every rank sees alike: report once, exit 2 everywhere.
   std::string bad;
   for (const CodecChoice& c : choices) {
-    try {
-      (void)gradwire::parse_codec(c.spec);
-    } catch (const gradwire::Error& e) {
-      bad = "--codec " + c.label + ": " + e.what();
-      break;
-    }
+    bad = codec_spec_error(c);
+    if (!bad.empty()) break;
     if (c.dense()) continue;
     if (!d.plans) {
       bad = "--codec " + c.label + ": " + d.name +

@@ -104,12 +104,8 @@ int run(int argc, char** argv, P2P kind, int rank, int P) {
   const std::vector<CodecChoice> choices = codec_choices(args);
   std::string bad;
   for (const CodecChoice& c : choices) {
-    try {
-      (void)gradwire::parse_codec(c.spec);
-    } catch (const gradwire::Error& e) {
-      bad = "--codec " + c.label + ": " + e.what();
-      break;
-    }
+    bad = codec_spec_error(c);
+    if (!bad.empty()) break;
   }
   if (!bad.empty()) {
     if (rank == 0) std::fprintf(stderr, "%s: %s\n", name, bad.c_str());
