@@ -13,9 +13,7 @@
 
 #include <gradwire/codec.hpp>
 #include <gradwire/communicator.hpp>
-#if GW_BENCH_HAVE_PLAN
 #include <gradwire/plan.hpp>
-#endif
 
 #include "args.hpp"
 #include "buffers.hpp"
@@ -207,10 +205,6 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
             "and gw_allgather";
       break;
     }
-#if !GW_BENCH_HAVE_PLAN
-    bad = "--codec " + c.label + ": this build has no gradwire::Plan yet (compressed plans, issue 4)";
-    break;
-#endif
   }
   if (!bad.empty()) {
     if (rank == 0) std::fprintf(stderr, "%s: %s\n", d.name, bad.c_str());
@@ -386,7 +380,6 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
         report.row(row);
         continue;
       }
-#if GW_BENCH_HAVE_PLAN
       gradwire::PlanConfig cfg;
       cfg.collective = coll == Coll::Allgather ? gradwire::PlanCollective::Allgather
                                                : gradwire::PlanCollective::Allreduce;
@@ -430,7 +423,6 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       }
       wd.disarm();
       report.row(row);
-#endif
     }
   }
   report.end();
