@@ -8,9 +8,17 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
+#include <zlib.h>
+
+#include <climits>
+#include <cmath>
+
+#include "bounded.hpp"
+#include "check.hpp"
 #include "collectives/algorithms.hpp"
 #include "comm_impl.hpp"
 #include "device_backend.hpp"
@@ -57,6 +65,10 @@ void free_comm(MPI_Comm& c) {
 }
 
 constexpr char kMagic[8] = {'G', 'W', 'R', 'E', 'S', 'I', 'D', '1'};
+constexpr std::uint32_t kFileVersion = 2;  // 2: CRC-32 trailer, finite values only
+
+// Plans send messages of up to 4 bytes per element, sized in bytes with MPI's int counts.
+constexpr std::size_t kMaxPlanElements = static_cast<std::size_t>(INT_MAX) / 4;
 
 }  // namespace
 
@@ -80,6 +92,8 @@ struct Plan::Impl {
   bool in_flight = false;
   std::string broken;  // set when a run failed midway: the transport state is unknown
   double t0 = 0;
+  std::uint64_t id = 0;          // this plan's id on its communicator (checked mode, messages)
+  std::int64_t run_deadline = 0;  // monotonic ns: when the run in flight passes its deadline
   std::shared_ptr<Flight> flight = std::make_shared<Flight>();
   // Device plans: pinned staging made at construction (CUDA builds), so a run allocates
   // nothing. Allreduce stages in place (pin_out == pin_in); allgather has both.
@@ -91,10 +105,20 @@ struct Plan::Impl {
 
   ~Impl() {
     if (in_flight && broken.empty()) {
+      // Bounded by the run's own deadline (passed already after a recovered timeout: one last
+      // poll) and never aborting: a peer that is gone may never complete the run, so what MPI
+      // may still use (workspace, transports, communicators) is leaked quietly instead.
       try {
-        wait_blocking(OnTimeout::Abort);
-      } catch (const std::exception& e) {
-        c->abort_job(e.what());
+        while (!poll() && detail::monotonic_ns() < run_deadline) sched_yield();
+      } catch (...) {
+      }
+      if (in_flight) {
+        flight->plan = nullptr;
+        (void)algo.release();
+        (void)t.release();
+        (void)tlocal.release();
+        (void)tleaders.release();
+        return;
       }
     }
     flight->plan = nullptr;
@@ -114,10 +138,26 @@ struct Plan::Impl {
   void release_staging() noexcept;
   void run_device(const void* send, void* recv, void* stream, bool wait_result);
   void agree();
+  void check_config();
+  std::string arg_error;  // why this rank rejects the configuration (agreed on in agree())
+  ErrorCode arg_code = ErrorCode::InvalidArgument;
   void choose();
   void check_run(const void* send, void* recv);
+  // Checked mode: every rank runs this plan now (not another plan, not a dense call).
+  void check_agreement() {
+    if (!c->checked) return;
+    detail::CallKey k;
+    k.collective = "plan run";
+    k.dtype = static_cast<std::uint64_t>(cfg.dtype);
+    k.op = static_cast<std::uint64_t>(cfg.op);
+    k.count = cfg.count;
+    k.plan = id;
+    detail::agree_on_call(*c, call, k);
+  }
   void begin(const void* send, void* recv);
   bool poll();
+  [[noreturn]] void run_failed(const Error& e);
+  void drop_non_finite_residual() noexcept;
   void wait_blocking(OnTimeout policy);
   std::size_t global_elements() const {
     return cfg.collective == PlanCollective::Allreduce
@@ -154,7 +194,8 @@ void Plan::Impl::agree() {
       {"seed", cfg.seed},
       {"memory", static_cast<std::uint64_t>(cfg.memory)},
       {"device-unavailable", device_error.empty() ? 0u : 1u},
-      {"codec-invalid", codec_ok ? 0u : 1u},  // last two: flags, not compared
+      {"argument-invalid", arg_error.empty() ? 0u : 1u},
+      {"codec-invalid", codec_ok ? 0u : 1u},  // last three: flags, not compared
   };
   constexpr int n = sizeof(fields) / sizeof(fields[0]);
   std::uint64_t buf[2 * n];
@@ -163,16 +204,25 @@ void Plan::Impl::agree() {
     buf[n + i] = ~fields[i].v;
   }
   {
-    detail::Armed guard(c->watch, c->timeout_s, call);
-    c->check_mpi(MPI_Allreduce(MPI_IN_PLACE, buf, 2 * n, MPI_UINT64_T, MPI_MAX, c->comm), call,
-                 "MPI_Allreduce");
+    const MPI_Comm cc = c->comm;
+    const std::vector<std::uint64_t> out = detail::bounded_of(
+        *c, call, "MPI_Iallreduce", std::vector<std::uint64_t>(buf, buf + 2 * n),
+        [cc](void* b, MPI_Request* r) {
+          return MPI_Iallreduce(MPI_IN_PLACE, b, 2 * n, MPI_UINT64_T, MPI_MAX, cc, r);
+        });
+    std::copy(out.begin(), out.end(), buf);
+  }
+  if (buf[n - 2] != 0) {
+    fail(arg_error.empty() ? ErrorCode::InvalidArgument : arg_code,
+         arg_error.empty() ? "the plan's arguments were rejected on another rank (see its message)"
+                           : arg_error);
   }
   if (buf[n - 1] != 0) {
     fail(ErrorCode::InvalidArgument,
          codec_ok ? "a codec spec was rejected on another rank" : codec_error);
   }
   std::string differ;
-  for (int i = 0; i < n - 2; ++i) {
+  for (int i = 0; i < n - 3; ++i) {
     if (buf[i] != ~buf[n + i]) differ += std::string(differ.empty() ? "" : ", ") + fields[i].name;
   }
   if (!differ.empty()) {
@@ -180,7 +230,7 @@ void Plan::Impl::agree() {
                                   " (this rank: count=" + std::to_string(cfg.count) +
                                   ", codec=" + canon + ", algorithm=" + cfg.algorithm + ")");
   }
-  if (buf[n - 2] != 0) {
+  if (buf[n - 3] != 0) {
     fail(ErrorCode::Unsupported,
          device_error.empty()
              ? std::string("device-memory plan: another rank cannot run it (see its message)")
@@ -307,8 +357,20 @@ void Plan::Impl::choose() {
   p.seed = cfg.seed;
 
   const int ops = 4 * c->size + 8;
-  c->check_mpi(MPI_Comm_dup(c->comm, &comm), call, "MPI_Comm_dup");
-  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  // MPI_Comm_idup under the deadline and policy (MPI_Comm_dup could wait forever for a rank
+  // that gave up on an earlier step).
+  auto bounded_dup = [&](MPI_Comm from) {
+    std::vector<std::byte> holder(sizeof(MPI_Comm));
+    holder = detail::bounded(*c, call, "MPI_Comm_idup", std::move(holder),
+                             [from](void* b, MPI_Request* r) {
+                               return MPI_Comm_idup(from, static_cast<MPI_Comm*>(b), r);
+                             });
+    MPI_Comm out = MPI_COMM_NULL;
+    std::memcpy(&out, holder.data(), sizeof out);
+    MPI_Comm_set_errhandler(out, MPI_ERRORS_RETURN);
+    return out;
+  };
+  comm = bounded_dup(c->comm);
   t = std::make_unique<detail::MpiTransport>(comm, ops, *c, call);
   auto make_inner = [&](coll::Transport& tr, const coll::AlgoParams& q) {
     if (spec.sparse()) return coll::make_sparse(tr, q);
@@ -328,11 +390,11 @@ void Plan::Impl::choose() {
     } else if (name == "sparse-allgather") {
       algo = coll::make_sparse(*t, p);
     } else {  // hier
-      c->check_mpi(MPI_Comm_dup(c->local, &local), call, "MPI_Comm_dup");
+      local = bounded_dup(c->local);
       tlocal = std::make_unique<detail::MpiTransport>(local, ops, *c, call);
       std::unique_ptr<coll::Algorithm> inner;
       if (c->leaders != MPI_COMM_NULL) {
-        c->check_mpi(MPI_Comm_dup(c->leaders, &leaders), call, "MPI_Comm_dup");
+        leaders = bounded_dup(c->leaders);
         tleaders = std::make_unique<detail::MpiTransport>(leaders, ops, *c, call);
         coll::AlgoParams q = p;
         q.op = ReduceOp::Sum;  // hier divides by the global size
@@ -347,8 +409,11 @@ void Plan::Impl::choose() {
 }
 
 void Plan::Impl::check_run(const void* send, void* recv) {
+  if (c->finalized) fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
   if (!broken.empty()) fail(ErrorCode::InvalidArgument, "plan unusable after a failed run: " + broken);
-  if (in_flight) fail(ErrorCode::InvalidArgument, "the previous run of this plan has not completed");
+  // After a recovered timeout the previous run may have completed since: one poll finds out.
+  if (in_flight && !poll())
+    fail(ErrorCode::InvalidArgument, "the previous run of this plan has not completed");
   if (cfg.count > 0 && (!send || !recv)) fail(ErrorCode::InvalidArgument, "null buffer with nonzero count");
 }
 
@@ -358,12 +423,25 @@ void Plan::Impl::begin(const void* send, void* recv) {
   if (tlocal) tlocal->sent_bytes = 0;
   if (tleaders) tleaders->sent_bytes = 0;
   in_flight = true;
+  run_deadline = detail::monotonic_ns() + detail::timeout_ns(c->timeout_s);
+  c->board.enter(detail::ProgressBoard::PlanRun);
   try {
     algo->begin(send, recv, step);
   } catch (const Error& e) {
-    broken = e.what();
-    throw;
+    in_flight = false;
+    run_failed(e);
   }
+}
+
+// A run that failed on this rank: the plan is unusable; the other ranks' timeout messages
+// name this rank (progress board); the message names the rank, the plan and its step.
+void Plan::Impl::run_failed(const Error& e) {
+  c->board.failed(detail::ProgressBoard::PlanRun,
+                  std::string(e.what()).find("non-finite") != std::string::npos);
+  const std::string cause =
+      "plan " + std::to_string(id) + ", step " + std::to_string(step) + ": " + e.what();
+  broken = cause;
+  fail(e.code(), cause);
 }
 
 bool Plan::Impl::poll() {
@@ -372,13 +450,13 @@ bool Plan::Impl::poll() {
   try {
     done = algo->progress();
   } catch (const Error& e) {
-    broken = e.what();
     in_flight = false;
-    throw;
+    run_failed(e);
   }
   if (!done) return false;
   in_flight = false;
   ++step;
+  drop_non_finite_residual();
   stats.logical_bytes = cfg.count * dtype_size(cfg.dtype);
   stats.wire_bytes = t->sent_bytes + (tlocal ? tlocal->sent_bytes : 0) +
                      (tleaders ? tleaders->sent_bytes : 0);
@@ -401,10 +479,60 @@ Plan::Plan(Communicator& comm, const PlanConfig& config) : impl_(std::make_uniqu
   p.call.count = config.count;
   p.call.dtype = config.dtype;
   p.call.op = static_cast<int>(config.op);
-  p.prepare_device();
+  if (p.c->checked) {
+    detail::CallKey k;
+    k.collective = "plan create";
+    k.dtype = static_cast<std::uint64_t>(config.dtype);
+    k.op = static_cast<std::uint64_t>(config.op);
+    k.count = config.count;
+    k.plan = p.c->plans_made + 1;
+    detail::agree_on_call(*p.c, p.call, k);
+  }
+  p.id = ++p.c->plans_made;
+  p.c->board.enter(detail::ProgressBoard::Dense);  // creation is on the communicator itself
+  p.check_config();
+  if (p.arg_error.empty()) p.prepare_device();
   p.agree();
   p.choose();
   p.flight->plan = impl_.get();
+}
+
+// Local checks of the configuration, before anything is allocated; agree() makes every rank
+// fail when one does, so no rank is left waiting.
+void Plan::Impl::check_config() {
+  auto reject = [&](ErrorCode code, const std::string& why) {
+    if (arg_error.empty()) arg_error = why, arg_code = code;
+  };
+  if (!is_valid(cfg.dtype)) {
+    reject(ErrorCode::InvalidArgument,
+           "invalid dtype value " + std::to_string(static_cast<int>(cfg.dtype)));
+  } else if (!is_valid(cfg.op)) {
+    reject(ErrorCode::InvalidArgument, "invalid op value " + std::to_string(static_cast<int>(cfg.op)));
+  } else if (static_cast<int>(cfg.collective) != 0 && static_cast<int>(cfg.collective) != 1) {
+    reject(ErrorCode::InvalidArgument, "invalid collective value " +
+                                           std::to_string(static_cast<int>(cfg.collective)));
+  } else if (cfg.count > kMaxPlanElements ||
+             (cfg.collective == PlanCollective::Allgather &&
+              cfg.count > kMaxPlanElements / static_cast<std::size_t>(c->size))) {
+    reject(ErrorCode::InvalidArgument,
+           "count " + std::to_string(cfg.count) + " is above what plans support (" +
+               std::to_string(kMaxPlanElements) +
+               " elements in all, so that every message size fits MPI's int count); split the "
+               "buffer into several plans");
+  }
+}
+
+void Plan::Impl::drop_non_finite_residual() noexcept {
+  // One NaN or Inf gradient must not poison every later step through error feedback: a
+  // non-finite residual element is reset to 0 (the step that produced it already carried the
+  // non-finite value in its own result).
+  for (auto& sl : algo->slots) {
+    bool bad = false;
+    for (std::size_t i = 0; i < sl.length; ++i) bad |= !std::isfinite(sl.data[i]);
+    if (!bad) continue;
+    for (std::size_t i = 0; i < sl.length; ++i)
+      if (!std::isfinite(sl.data[i])) sl.data[i] = 0.0f;
+  }
 }
 
 Plan::~Plan() = default;
@@ -415,6 +543,7 @@ void Plan::run(const void* send, void* recv) {
   Impl& p = *impl_;
   if (p.cfg.memory == Memory::Device) return p.run_device(send, recv, nullptr, true);
   p.check_run(send, recv);
+  p.check_agreement();
   p.begin(send, recv);
   p.wait_blocking(p.c->policy);
 }
@@ -427,6 +556,7 @@ Request Plan::start(const void* send, void* recv) {
            "run_on_stream (or run)");
   }
   p.check_run(send, recv);
+  p.check_agreement();
   p.begin(send, recv);
   auto st = std::make_unique<Request::State>();
   // Non-owning: a plan lives no longer than its communicator (documented in plan.hpp).
@@ -518,79 +648,130 @@ void Plan::reset_residual() {
   for (auto& s : p.algo->slots) std::fill(s.data, s.data + s.length, 0.0f);
 }
 
-// File: "GWRESID1", u32 version 1, u32 collective, u64 elements, then per global element the
-// float64 sum of every rank's residual for it (little endian, as the host).
+// File (version 2): "GWRESID1", u32 version 2, u32 collective, u64 elements, then per global
+// element the float64 sum of every rank's residual for it, then the u32 CRC-32 (zlib) of
+// everything before it; little endian, as the host. Loading rejects a wrong checksum, a
+// non-finite value and trailing bytes (docs/compressed-collectives.md).
 void Plan::save_residual(const std::string& path) const {
   Impl& p = *impl_;
+  if (p.c->finalized) p.fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
   if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "save_residual while a run is in flight");
   const std::size_t n = p.global_elements();
   std::vector<double> sum(n, 0.0);
   for (const auto& s : p.algo->slots)
     for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += s.data[i];
-  int ok = 1;
-  std::string error;
-  {
-    detail::Armed guard(p.c->watch, p.c->timeout_s, p.call);
-    p.c->check_mpi(MPI_Reduce(p.c->rank == 0 ? MPI_IN_PLACE : sum.data(), sum.data(),
-                              static_cast<int>(n), MPI_DOUBLE, MPI_SUM, 0, p.c->comm),
-                   p.call, "MPI_Reduce");
-    if (p.c->rank == 0) {
-      std::ofstream f(path, std::ios::binary | std::ios::trunc);
-      const std::uint32_t version = 1, coll = static_cast<std::uint32_t>(p.cfg.collective);
-      const std::uint64_t count = n;
-      f.write(kMagic, 8);
-      f.write(reinterpret_cast<const char*>(&version), 4);
-      f.write(reinterpret_cast<const char*>(&coll), 4);
-      f.write(reinterpret_cast<const char*>(&count), 8);
-      f.write(reinterpret_cast<const char*>(sum.data()), static_cast<std::streamsize>(n * 8));
-      ok = f.good() ? 1 : 0;
-    }
-    p.c->check_mpi(MPI_Bcast(&ok, 1, MPI_INT, 0, p.c->comm), p.call, "MPI_Bcast");
+  const MPI_Comm cc = p.c->comm;
+  const bool root = p.c->rank == 0;
+  sum = detail::bounded_of(*p.c, p.call, "MPI_Ireduce", sum, [cc, n, root](void* b, MPI_Request* r) {
+    return MPI_Ireduce(root ? MPI_IN_PLACE : b, b, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, 0,
+                       cc, r);
+  });
+  std::vector<int> ok{1};
+  if (root) {
+    std::vector<char> bytes(24 + n * 8);
+    const std::uint32_t version = kFileVersion, coll = static_cast<std::uint32_t>(p.cfg.collective);
+    const std::uint64_t count = n;
+    std::memcpy(bytes.data(), kMagic, 8);
+    std::memcpy(bytes.data() + 8, &version, 4);
+    std::memcpy(bytes.data() + 12, &coll, 4);
+    std::memcpy(bytes.data() + 16, &count, 8);
+    if (n > 0) std::memcpy(bytes.data() + 24, sum.data(), n * 8);
+    const std::uint32_t crc = static_cast<std::uint32_t>(
+        crc32_z(crc32_z(0, nullptr, 0), reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(&crc), 4);
+    ok[0] = f.good() ? 1 : 0;
   }
-  if (!ok) p.fail(ErrorCode::InvalidArgument, "save_residual: cannot write '" + path + "'");
+  ok = detail::bounded_of(*p.c, p.call, "MPI_Ibcast", ok, [cc](void* b, MPI_Request* r) {
+    return MPI_Ibcast(b, 1, MPI_INT, 0, cc, r);
+  });
+  if (!ok[0]) p.fail(ErrorCode::InvalidArgument, "save_residual: cannot write '" + path + "'");
 }
+
+namespace {
+
+// Reads and checks a residual file on rank 0; "" on success, else why not.
+std::string read_residual(const std::string& path, PlanCollective want, std::size_t n,
+                          std::vector<double>& sum) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return "cannot open '" + path + "'";
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  char magic[8] = {0};
+  std::uint32_t version = 0, coll = 0;
+  std::uint64_t count = 0;
+  if (bytes.size() >= 24) {
+    std::memcpy(magic, bytes.data(), 8);
+    std::memcpy(&version, bytes.data() + 8, 4);
+    std::memcpy(&coll, bytes.data() + 12, 4);
+    std::memcpy(&count, bytes.data() + 16, 8);
+  }
+  if (bytes.size() < 24 || std::memcmp(magic, kMagic, 8) != 0)
+    return "'" + path + "' is not a gradwire residual file";
+  if (version != kFileVersion) {
+    return "'" + path + "' is a version " + std::to_string(version) +
+           " residual file; this gradwire reads version " + std::to_string(kFileVersion) +
+           " (with a checksum): save it again";
+  }
+  if (coll > 1 || coll != static_cast<std::uint32_t>(want) || count != n) {
+    return "'" + path + "' holds " + std::to_string(count) + " elements of a " +
+           (coll > 1 ? "?" : collective_name(static_cast<PlanCollective>(coll))) +
+           " plan; this plan has " + std::to_string(n) + " of an " + collective_name(want) +
+           " plan";
+  }
+  const std::size_t want_bytes = 24 + n * 8 + 4;
+  if (bytes.size() < want_bytes) return "'" + path + "' is truncated";
+  if (bytes.size() > want_bytes) {
+    return "'" + path + "' has " + std::to_string(bytes.size() - want_bytes) +
+           " trailing byte(s) after the checksum";
+  }
+  std::uint32_t crc = 0;
+  std::memcpy(&crc, bytes.data() + 24 + n * 8, 4);
+  const auto actual = static_cast<std::uint32_t>(crc32_z(
+      crc32_z(0, nullptr, 0), reinterpret_cast<const Bytef*>(bytes.data()), 24 + n * 8));
+  if (crc != actual) return "'" + path + "' fails its CRC-32 checksum (corrupted)";
+  if (n > 0) std::memcpy(sum.data(), bytes.data() + 24, n * 8);
+  for (std::size_t i = 0; i < n; ++i) {
+    // A residual a float cannot hold is as corrupt as a NaN.
+    if (!std::isfinite(sum[i]) || std::fabs(sum[i]) > 3.0e38) {
+      return "'" + path + "' holds a non-finite or out-of-range value (" +
+             std::to_string(sum[i]) + ") at element " + std::to_string(i);
+    }
+  }
+  return "";
+}
+
+}  // namespace
 
 void Plan::load_residual(const std::string& path) {
   Impl& p = *impl_;
+  if (p.c->finalized) p.fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
   if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "load_residual while a run is in flight");
   const std::size_t n = p.global_elements();
   std::vector<double> sum(n, 0.0);
-  char error[256] = {0};
-  int holders = 0, has = 0;
+  std::vector<char> error(256, '\0');
+  int has = 0;
   for (const auto& s : p.algo->slots) has = has || s.primary;
-  {
-    detail::Armed guard(p.c->watch, p.c->timeout_s, p.call);
-    if (p.c->rank == 0) {
-      std::ifstream f(path, std::ios::binary);
-      char magic[8] = {0};
-      std::uint32_t version = 0, coll = 0;
-      std::uint64_t count = 0;
-      f.read(magic, 8);
-      f.read(reinterpret_cast<char*>(&version), 4);
-      f.read(reinterpret_cast<char*>(&coll), 4);
-      f.read(reinterpret_cast<char*>(&count), 8);
-      if (!f || std::memcmp(magic, kMagic, 8) != 0 || version != 1) {
-        std::snprintf(error, sizeof error, "'%s' is not a gradwire residual file", path.c_str());
-      } else if (coll != static_cast<std::uint32_t>(p.cfg.collective) || count != n) {
-        std::snprintf(error, sizeof error,
-                      "'%s' holds %llu elements of a %s plan; this plan has %zu of an %s plan",
-                      path.c_str(), static_cast<unsigned long long>(count),
-                      collective_name(static_cast<PlanCollective>(coll)), n,
-                      collective_name(p.cfg.collective));
-      } else {
-        f.read(reinterpret_cast<char*>(sum.data()), static_cast<std::streamsize>(n * 8));
-        if (!f) std::snprintf(error, sizeof error, "'%s' is truncated", path.c_str());
-      }
-    }
-    p.c->check_mpi(MPI_Bcast(error, sizeof error, MPI_CHAR, 0, p.c->comm), p.call, "MPI_Bcast");
-    if (error[0] == 0) {
-      p.c->check_mpi(MPI_Bcast(sum.data(), static_cast<int>(n), MPI_DOUBLE, 0, p.c->comm),
-                     p.call, "MPI_Bcast");
-    }
-    p.c->check_mpi(MPI_Allreduce(&has, &holders, 1, MPI_INT, MPI_SUM, p.c->comm), p.call,
-                   "MPI_Allreduce");
+  if (p.c->rank == 0) {
+    const std::string e = read_residual(path, p.cfg.collective, n, sum);
+    std::snprintf(error.data(), error.size(), "%s", e.c_str());
   }
-  if (error[0] != 0) p.fail(ErrorCode::InvalidArgument, std::string("load_residual: ") + error);
+  const MPI_Comm cc = p.c->comm;
+  error = detail::bounded_of(*p.c, p.call, "MPI_Ibcast", error, [cc](void* b, MPI_Request* r) {
+    return MPI_Ibcast(b, 256, MPI_CHAR, 0, cc, r);
+  });
+  if (error[0] == 0) {
+    sum = detail::bounded_of(*p.c, p.call, "MPI_Ibcast", sum, [cc, n](void* b, MPI_Request* r) {
+      return MPI_Ibcast(b, static_cast<int>(n), MPI_DOUBLE, 0, cc, r);
+    });
+  }
+  const int holders =
+      detail::bounded_of(*p.c, p.call, "MPI_Iallreduce", std::vector<int>{has},
+                         [cc](void* b, MPI_Request* r) {
+                           return MPI_Iallreduce(MPI_IN_PLACE, b, 1, MPI_INT, MPI_SUM, cc, r);
+                         })[0];
+  if (error[0] != 0)
+    p.fail(ErrorCode::InvalidArgument, std::string("load_residual: ") + error.data());
   // Allreduce: only the sum over ranks reaches the result, so the total is shared evenly by
   // the ranks holding a full-range residual. Allgather: each element has one holder.
   const double share =

@@ -40,7 +40,7 @@ void await_arrival(MPI_Comm comm, double timeout_s) {
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   if (size == 1) return;
-  const auto to_ns = [](double s) { return static_cast<std::int64_t>(s * 1e9); };
+  const auto to_ns = [](double s) { return timeout_ns(s); };
   const std::int64_t start = monotonic_ns();
   int verdict[kListed + 1] = {};
 

@@ -9,6 +9,7 @@
 
 #include "call_info.hpp"
 #include "gradwire/communicator.hpp"
+#include "progress_board.hpp"
 #include "watchdog.hpp"
 
 namespace gradwire::detail {
@@ -35,6 +36,12 @@ struct Communicator::Impl {
   // Collectives whose blocking call timed out with OnTimeout::Return: MPI may still use their
   // buffers, so they live until the communicator does.
   std::vector<std::unique_ptr<Request::State>> orphans;
+  // Checked mode (Options::check, GRADWIRE_CHECK): every collective first agrees on its
+  // arguments (src/check.cpp).
+  bool checked = false;
+  bool pending_leaked = false;   // a request was abandoned unfinished: never free `comm`
+  std::uint64_t plans_made = 0;  // plan ids, in construction order (the same on every rank)
+  detail::ProgressBoard board;   // names the culprit of a timeout (progress_board.hpp)
   detail::WatchSlot watch;
 
   // Error helpers: every message names this rank, the call and the cause.
@@ -46,6 +53,9 @@ struct Communicator::Impl {
   [[noreturn]] void timed_out(const detail::CallInfo& call, OnTimeout how) const;
   void check_mpi(int rc, const detail::CallInfo& call, const char* what) const;
   void orphan(std::unique_ptr<Request::State> st) noexcept;
+  // "; rank 3 is stopped (SIGSTOP)" and the like, for timeout messages; "" when unknown.
+  std::string culprits(const detail::CallInfo& call) const;
+  void attach_progress_board();
   void release() noexcept;
 };
 

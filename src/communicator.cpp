@@ -3,6 +3,8 @@
 #include <limits>
 
 #include "bootstrap.hpp"
+#include "bounded.hpp"
+#include "check.hpp"
 #include "config.hpp"
 #include "device_backend.hpp"
 #include "gradwire/config.hpp"
@@ -32,9 +34,11 @@ OnTimeout resolve_policy(Options::Policy p) {
 
 Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
     : options(o), watch([this](const CallInfo& call, double timeout_s) {
+        const bool init = std::string(call.collective) == "rendezvous";
         abort_job(detail::message(rank, size, call,
                                   "did not complete within " + std::to_string(timeout_s) +
-                                      " s (GRADWIRE_TIMEOUT); aborting the job"));
+                                      (init ? " s (GRADWIRE_INIT_TIMEOUT)" : " s (GRADWIRE_TIMEOUT)") +
+                                      culprits(call) + "; aborting the job"));
       }) {
   int up = 0, down = 0;
   MPI_Initialized(&up);
@@ -49,12 +53,26 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
   }
   MPI_Comm_rank(parent, &rank);
   MPI_Comm_size(parent, &size);
-  timeout_s = o.timeout_s > 0 ? o.timeout_s : detail::env_seconds("GRADWIRE_TIMEOUT", 300);
-  const double init_timeout =
-      o.init_timeout_s > 0 ? o.init_timeout_s : detail::env_seconds("GRADWIRE_INIT_TIMEOUT", 300);
-  policy = resolve_policy(o.on_timeout);
-  const int ranks_per_node =
-      o.ranks_per_node > 0 ? o.ranks_per_node : detail::env_int("GRADWIRE_NODE_SPLIT", 0);
+  detail::warn_unknown_env_once();
+  // A bad setting on one rank must not leave the others waiting: every rank parses, then all
+  // meet (with a default deadline where the bad one was the deadline) and agree on the verdict.
+  std::string config_error;
+  double init_timeout = 300;
+  int ranks_per_node = 0;
+  try {
+    if (o.timeout_s > 0) detail::check_timeout_option("Options::timeout_s", o.timeout_s);
+    if (o.init_timeout_s > 0)
+      detail::check_timeout_option("Options::init_timeout_s", o.init_timeout_s);
+    init_timeout = o.init_timeout_s > 0 ? o.init_timeout_s
+                                        : detail::env_timeout("GRADWIRE_INIT_TIMEOUT", 300);
+    timeout_s = o.timeout_s > 0 ? o.timeout_s : detail::env_timeout("GRADWIRE_TIMEOUT", 300);
+    policy = resolve_policy(o.on_timeout);
+    ranks_per_node =
+        o.ranks_per_node > 0 ? o.ranks_per_node : detail::env_int("GRADWIRE_NODE_SPLIT", 0);
+    checked = o.check >= 0 ? o.check > 0 : detail::env_check();
+  } catch (const Error& e) {
+    config_error = e.what();
+  }
 
   const double t0 = MPI_Wtime();
   try {
@@ -66,17 +84,36 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
   CallInfo call;
   call.collective = "rendezvous";
   call.has_data = false;
-  {
+  try {
     detail::Armed guard(watch, init_timeout, call);
     check_mpi(MPI_Comm_dup(parent, &comm), call, "MPI_Comm_dup");
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    std::vector<int> bad(static_cast<std::size_t>(size), 0);
+    bad[static_cast<std::size_t>(rank)] = config_error.empty() ? 0 : 1;
+    check_mpi(MPI_Allgather(MPI_IN_PLACE, 1, MPI_INT, bad.data(), 1, MPI_INT, comm), call,
+              "MPI_Allgather");
+    if (!config_error.empty()) throw Error(ErrorCode::InvalidArgument, config_error);
+    std::string who;
+    for (int r = 0; r < size; ++r)
+      if (bad[static_cast<std::size_t>(r)]) who += (who.empty() ? "" : ", ") + std::to_string(r);
+    if (!who.empty()) {
+      fail(ErrorCode::InvalidArgument, call,
+           "a GRADWIRE_* setting or Options field was rejected on rank(s) " + who +
+               " (see the message there)");
+    }
     const detail::NodeLayout n = detail::split_nodes(comm, ranks_per_node);
     local = n.local;
     leaders = n.leaders;
+    for (MPI_Comm sub : {local, leaders})
+      if (sub != MPI_COMM_NULL) MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
     local_rank = n.local_rank;
     local_size = n.local_size;
     node = n.node;
     node_count = n.node_count;
+    attach_progress_board();
+  } catch (...) {
+    release();
+    throw;
   }
   cuda_present = detail::cuda_device_present();
 #if GRADWIRE_HAVE_NCCL
@@ -92,13 +129,40 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
 Communicator::Impl::~Impl() { release(); }
 
 void Communicator::Impl::release() noexcept {
+  // An orphan whose MPI request never completed (a peer that is gone) may still be written
+  // by MPI: leak it rather than free memory under MPI's feet.
+  for (auto& o : orphans) {
+    int flag = 1;
+    if (!o->mpi.empty() && detail::test_all(o->mpi, &flag) != MPI_SUCCESS) flag = 0;
+    if (!flag) {
+      (void)o.release();
+      pending_leaked = true;
+    }
+  }
   orphans.clear();
   device.reset();
+  board.release();
   int down = 0;
   MPI_Finalized(&down);
   if (down) return;  // MPI already freed everything
-  for (MPI_Comm* c : {&leaders, &local, &comm})
+  for (MPI_Comm* c : {&leaders, &local, &comm}) {
+    // Freeing a communicator under a collective that never completed (a peer gone or late)
+    // lets MPI progress it on freed state later (a crash in MPI_Finalize): leak it instead.
+    if (c == &comm && pending_leaked) continue;
     if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
+  }
+}
+
+void Communicator::Impl::attach_progress_board() { board.attach(comm); }
+
+std::string Communicator::Impl::culprits(const CallInfo& call) const {
+  const std::string name = call.collective;
+  if (name == "rendezvous") return "";
+  // Plan runs ("plan allreduce sra q8") go on the plan's own communicator and have their own
+  // count; plan creation ("plan"), split and the dense calls share the communicator's.
+  const bool plan = name.rfind("plan ", 0) == 0;
+  return board.culprits(plan ? detail::ProgressBoard::PlanRun : detail::ProgressBoard::Dense,
+                        node_count);
 }
 
 void Communicator::Impl::orphan(std::unique_ptr<Request::State> st) noexcept {
@@ -123,7 +187,7 @@ void Communicator::Impl::timed_out(const CallInfo& call, OnTimeout how) const {
   const std::string msg = detail::message(
       rank, size, call,
       "did not complete within " + std::to_string(timeout_s) + " s (GRADWIRE_TIMEOUT)" +
-          (how == OnTimeout::Abort ? "; aborting the job" : ""));
+          culprits(call) + (how == OnTimeout::Abort ? "; aborting the job" : ""));
   if (how == OnTimeout::Abort) abort_job(msg);
   throw Error(ErrorCode::Timeout, msg);
 }
@@ -186,6 +250,15 @@ void check_args(const Impl& c, const CallInfo& call, std::size_t elements,
            "prod is not supported on 16-bit floats (each product would round to 16 bits); "
            "reduce in float32");
   }
+}
+
+// Any value outside the enum, negative ones included (-1 means "no op" only inside CallInfo).
+void check_op(const Impl& c, const CallInfo& call, ReduceOp op) {
+  if (is_valid(op)) return;
+  CallInfo shown = call;
+  shown.op = -1;
+  c.fail(ErrorCode::InvalidArgument, shown,
+         "invalid op value " + std::to_string(static_cast<int>(op)));
 }
 
 bool on_device(Impl& c, const CallInfo& call, Memory mem, const void* p) {
@@ -259,10 +332,31 @@ Communicator Communicator::split(int color, int key) const {
   call.collective = "split";
   call.has_data = false;
   if (color < 0) c.fail(ErrorCode::InvalidArgument, call, "color must be >= 0, got " + std::to_string(color));
+  if (c.checked) {
+    detail::CallKey k;
+    k.collective = "split";
+    detail::agree_on_call(c, call, k);
+  }
+  // MPI_Comm_split cannot be given a deadline: first every rank arrives (a barrier bounded by
+  // the deadline and the policy), then the split, which every rank has reached, runs under the
+  // watchdog; the sub-communicator's rendezvous gets the same deadline.
+  c.board.enter(detail::ProgressBoard::Dense);
+  const MPI_Comm comm = c.comm;
+  detail::bounded(c, call, "MPI_Ibarrier", {},
+                  [comm](void*, MPI_Request* r) { return MPI_Ibarrier(comm, r); });
+  // A rank whose barrier timed out never posts this second round, so the ranks that came late
+  // (their barrier matched its abandoned one) time out here instead of in MPI_Comm_split.
+  detail::bounded(c, call, "MPI_Ibarrier", {},
+                  [comm](void*, MPI_Request* r) { return MPI_Ibarrier(comm, r); });
   MPI_Comm sub = MPI_COMM_NULL;
-  c.check_mpi(MPI_Comm_split(c.comm, color, key, &sub), call, "MPI_Comm_split");
+  {
+    detail::Armed guard(c.watch, c.timeout_s, call);
+    c.check_mpi(MPI_Comm_split(c.comm, color, key, &sub), call, "MPI_Comm_split");
+  }
   Options o = c.options;
   o.timeout_s = c.timeout_s;
+  o.init_timeout_s = c.timeout_s;
+  o.check = c.checked ? 1 : 0;
   o.on_timeout = c.policy == OnTimeout::Abort ? Options::Policy::Abort : Options::Policy::Return;
   try {
     Communicator result(sub, o);
@@ -287,6 +381,8 @@ template <class Device, class Host>
 Request dispatch(const std::shared_ptr<Impl>& impl, const CallInfo& call, bool blocking,
                  Memory mem, const void* probe, Device&& device, Host&& host) {
   Impl& c = *impl;
+  if (c.checked) detail::agree_on_call(c, call, detail::key_of(call));
+  c.board.enter(detail::ProgressBoard::Dense);
   if (call.count == 0) return blocking ? Request() : done_request(impl, call);
   if (on_device(c, call, mem, probe)) {
     device(*c.device);
@@ -306,6 +402,7 @@ Request dispatch(const std::shared_ptr<Impl>& impl, const CallInfo& call, bool b
 Request allreduce_on(const std::shared_ptr<Impl>& impl, bool blocking, const void* send,
                      void* recv, std::size_t count, DType t, ReduceOp op, Memory mem) {
   const CallInfo call = info(blocking ? "allreduce" : "iallreduce", count, t, static_cast<int>(op));
+  check_op(live(impl, call), call, op);
   check_args(live(impl, call), call, count, {{send, "send"}, {recv, "recv"}});
   return dispatch(
       impl, call, blocking, mem, recv,
@@ -329,6 +426,7 @@ Request reduce_scatter_on(const std::shared_ptr<Impl>& impl, bool blocking, cons
   const CallInfo call =
       info(blocking ? "reduce_scatter" : "ireduce_scatter", count, t, static_cast<int>(op));
   Impl& c = live(impl, call);
+  check_op(c, call, op);
   check_args(c, call, count * static_cast<std::size_t>(c.size), {{send, "send"}, {recv, "recv"}});
   return dispatch(
       impl, call, blocking, mem, recv,

@@ -24,6 +24,9 @@ struct Request::State {
   std::function<bool()> progress;
   std::vector<std::byte> temp, temp2; // buffers the transfer reads or writes
   bool done = false;
+  // When the call was posted (monotonic ns): the destructor waits no longer than this plus the
+  // communicator's timeout.
+  std::int64_t created_ns = detail::monotonic_ns();
 
   ~State();
   // One non-blocking check; runs `finish` on completion.
@@ -33,6 +36,21 @@ struct Request::State {
 };
 
 namespace detail {
+// MPI_Testall that reports a failed request as a return code instead of invoking an error
+// handler (Open MPI raises errors of non-blocking collectives on MPI_COMM_WORLD's handler).
+int test_all(std::vector<MPI_Request>& reqs, int* flag);
+// For the duration of one completing call (MPI_Testall/Testsome): errors that Open MPI raises
+// on MPI_COMM_WORLD come back as return codes. The caller's handler is restored after.
+class WorldErrorsReturn {
+ public:
+  WorldErrorsReturn() noexcept;
+  ~WorldErrorsReturn();
+  WorldErrorsReturn(const WorldErrorsReturn&) = delete;
+  WorldErrorsReturn& operator=(const WorldErrorsReturn&) = delete;
+
+ private:
+  MPI_Errhandler saved_ = MPI_ERRHANDLER_NULL;
+};
 // Calls `poll` until it returns true; past the communicator's timeout, aborts or throws as
 // `policy` says. The one wait loop behind requests and plans.
 void poll_until_done(const Communicator::Impl& c, const CallInfo& call, OnTimeout policy,

@@ -73,6 +73,12 @@ std::int64_t monotonic_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+std::int64_t timeout_ns(double seconds) noexcept {
+  if (!(seconds > 0)) return 0;
+  if (seconds >= 1e8) return 100'000'000'000'000'000;
+  return static_cast<std::int64_t>(seconds * 1e9);
+}
+
 WatchSlot::WatchSlot(Expire on_expire) : on_expire_(std::move(on_expire)) {
   Watchdog::instance().add(this);
 }
@@ -80,14 +86,14 @@ WatchSlot::WatchSlot(Expire on_expire) : on_expire_(std::move(on_expire)) {
 WatchSlot::~WatchSlot() { Watchdog::instance().remove(this); }
 
 void WatchSlot::arm(double timeout_s, const CallInfo& call) noexcept {
-  const auto timeout_ns = static_cast<std::int64_t>(timeout_s * 1e9);
+  const std::int64_t to_ns = detail::timeout_ns(timeout_s);
   collective_.store(call.collective, std::memory_order_relaxed);
   count_.store(call.count, std::memory_order_relaxed);
   dtype_.store(static_cast<int>(call.dtype), std::memory_order_relaxed);
   op_.store(call.op, std::memory_order_relaxed);
   peer_.store(call.peer, std::memory_order_relaxed);
-  timeout_ns_.store(timeout_ns, std::memory_order_relaxed);
-  deadline_ns_.store(monotonic_ns() + timeout_ns, std::memory_order_release);
+  timeout_ns_.store(to_ns, std::memory_order_relaxed);
+  deadline_ns_.store(monotonic_ns() + to_ns, std::memory_order_release);
 }
 
 void WatchSlot::check(std::int64_t now_ns) {

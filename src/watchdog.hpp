@@ -54,5 +54,8 @@ class Armed {
 
 // Monotonic time for deadlines (coarse: a few milliseconds of resolution).
 std::int64_t monotonic_ns() noexcept;
+// A timeout in ns, saturating: +infinity (no deadline) and anything above 1e8 s become 1e17 ns
+// (about 3 years), so that now + timeout never overflows.
+std::int64_t timeout_ns(double seconds) noexcept;
 
 }  // namespace gradwire::detail

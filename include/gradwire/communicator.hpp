@@ -19,10 +19,10 @@ enum class OnTimeout {
 };
 
 struct Options {
-  // Deadline of every wait, in seconds. < 0 takes GRADWIRE_TIMEOUT from the environment
-  // (default 300).
+  // Deadline of every wait, in seconds: at most 1e6, or HUGE_VAL for none. <= 0 takes
+  // GRADWIRE_TIMEOUT from the environment (default 300; also "inf" or "none").
   double timeout_s = -1;
-  // Deadline of the rendezvous. < 0 takes GRADWIRE_INIT_TIMEOUT (default 300).
+  // Deadline of the rendezvous, same range. <= 0 takes GRADWIRE_INIT_TIMEOUT (default 300).
   double init_timeout_s = -1;
   // Unset takes GRADWIRE_ON_TIMEOUT=abort|return (default abort).
   enum class Policy { FromEnv, Abort, Return } on_timeout = Policy::FromEnv;
@@ -31,6 +31,11 @@ struct Options {
   // Ranks per node, overriding MPI's shared-memory split (testing hierarchy on one host);
   // 0 takes GRADWIRE_NODE_SPLIT, and when that is unset, MPI's split.
   int ranks_per_node = 0;
+  // Checked mode: 1 on, 0 off, < 0 takes GRADWIRE_CHECK=0|1 (default 0). Every collective
+  // (and plan creation and run) first agrees on (collective, dtype, op, count, root, plan) with
+  // one small MPI_Allreduce; ranks that disagree all fail with ErrorCode::Mismatch naming the
+  // field and the ranks. Costs one small allreduce per call (docs/collectives.md).
+  int check = -1;
 };
 
 // Where a buffer lives. Auto asks the CUDA runtime (host in builds without CUDA).

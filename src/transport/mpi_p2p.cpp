@@ -1,5 +1,7 @@
 #include "transport/mpi_p2p.hpp"
 
+#include "request_state.hpp"
+
 #include <climits>
 #include <string>
 
@@ -128,10 +130,13 @@ int MpiTransport::ibcast(void* buf, std::size_t bytes, int root) {
 
 int MpiTransport::test_some(int* done) {
   if (reqs_.empty()) return -1;
-  int outcount = 0;
-  c_.check_mpi(MPI_Testsome(static_cast<int>(reqs_.size()), reqs_.data(), &outcount,
-                            indices_.data(), MPI_STATUSES_IGNORE),
-               call_, "MPI_Testsome");
+  int outcount = 0, rc = MPI_SUCCESS;
+  {
+    WorldErrorsReturn guard;  // Open MPI raises failed non-blocking collectives there
+    rc = MPI_Testsome(static_cast<int>(reqs_.size()), reqs_.data(), &outcount, indices_.data(),
+                      MPI_STATUSES_IGNORE);
+  }
+  c_.check_mpi(rc, call_, "MPI_Testsome");
   if (outcount == MPI_UNDEFINED) return -1;  // every request is MPI_REQUEST_NULL
   for (int i = 0; i < outcount; ++i) done[i] = indices_[static_cast<std::size_t>(i)];
   return outcount;
