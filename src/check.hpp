@@ -13,10 +13,11 @@
 namespace gradwire::detail {
 
 // What a rank was asked to do. `collective` is the call's name (allreduce, iallreduce, "plan
-// create", "plan run", split ...); plan is the plan's id on its communicator (0: none).
+// create", "plan run", split ...); plan is the plan's id on its communicator (0: none); op and
+// root are all ones when the call has none.
 struct CallKey {
   const char* collective = "";
-  std::uint64_t dtype = 0, op = 0, count = 0, root = 0, plan = 0;
+  std::uint64_t dtype = 0, op = ~std::uint64_t{0}, count = 0, root = ~std::uint64_t{0}, plan = 0;
 };
 
 // The agreement: one MPI_Allreduce of 2 x 6 integers on c.comm, bounded by the communicator's

@@ -39,7 +39,10 @@ struct Communicator::Impl {
   // Checked mode (Options::check, GRADWIRE_CHECK): every collective first agrees on its
   // arguments (src/check.cpp).
   bool checked = false;
-  bool pending_leaked = false;   // a request was abandoned unfinished: never free `comm`
+  // A request was abandoned unfinished, or MPI reported an error on `comm`: peers may still
+  // send on it, so it is never freed (freeing it let a later communicator reuse its context
+  // and crash in MPI).
+  mutable bool pending_leaked = false;
   std::uint64_t plans_made = 0;  // plan ids, in construction order (the same on every rank)
   detail::ProgressBoard board;   // names the culprit of a timeout (progress_board.hpp)
   detail::WatchSlot watch;

@@ -161,8 +161,11 @@ std::string Communicator::Impl::culprits(const CallInfo& call) const {
   // Plan runs ("plan allreduce sra q8") go on the plan's own communicator and have their own
   // count; plan creation ("plan"), split and the dense calls share the communicator's.
   const bool plan = name.rfind("plan ", 0) == 0;
-  return board.culprits(plan ? detail::ProgressBoard::PlanRun : detail::ProgressBoard::Dense,
-                        node_count);
+  std::string s = board.culprits(
+      plan ? detail::ProgressBoard::PlanRun : detail::ProgressBoard::Dense, node_count);
+  if (!checked && s.find("every rank on this host has reached") != std::string::npos)
+    s += " (if the ranks disagree on its arguments, GRADWIRE_CHECK=1 names them)";
+  return s;
 }
 
 void Communicator::Impl::orphan(std::unique_ptr<Request::State> st) noexcept {
@@ -194,6 +197,7 @@ void Communicator::Impl::timed_out(const CallInfo& call, OnTimeout how) const {
 
 void Communicator::Impl::check_mpi(int rc, const CallInfo& call, const char* what) const {
   if (rc == MPI_SUCCESS) return;
+  pending_leaked = true;
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, text, &len);

@@ -47,9 +47,10 @@ for scenario in kill stall exit; do
     fi
     [ "$scenario" = stall ] && kill -9 "$pid" 2>/dev/null  # never leave a stopped rank behind
     case $scenario in
-      kill) re="rank $victim with PID $pid .*signal 9|rank\\(s\\) $victim on this host have exited" ;;
+      # mpirun names the rank (its "PID" is printed as 0 by Open MPI 4.1), or gradwire does.
+      kill) re="process rank $victim with PID [0-9]+ .*signal 9|rank\\(s\\) $victim on this host have exited" ;;
       stall) re="rank\\(s\\) $victim on this host are stopped" ;;
-      exit) re="rank\\(s\\) $victim on this host have exited|rank $victim with PID $pid exited|process rank $victim" ;;
+      exit) re="rank\\(s\\) $victim on this host have exited|Process name: \\[\\[[0-9]+,[0-9]+\\],$victim\\]" ;;
     esac
     named=no
     grep -Eq "$re" "$log" && named=yes
