@@ -149,12 +149,14 @@ __device__ inline void store1(void* p, std::size_t i, float v) {
 }
 
 // Elements i..i+3 (m of them valid, m <= 4). vec: the buffer is aligned for one 16-byte
-// (float32) or 8-byte (16-bit types) access per four elements.
-template <int DT>
+// (float32) or 8-byte (16-bit types) access per four elements. RO: the buffer is read-only
+// for the whole kernel, so the loads may go through the non-coherent read-only path.
+template <int DT, bool RO = true>
 __device__ inline void load4(const void* p, std::size_t i, unsigned m, bool vec, float v[4]) {
   if (vec && m == 4) {
     if constexpr (DT == 0) {
-      const float4 q = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p) + i));
+      const float4* a = reinterpret_cast<const float4*>(static_cast<const float*>(p) + i);
+      const float4 q = RO ? __ldg(a) : *a;
       v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
     } else {
       const uint2 q = __ldg(reinterpret_cast<const uint2*>(static_cast<const std::uint16_t*>(p) + i));
@@ -188,9 +190,9 @@ __device__ inline void store4(void* p, std::size_t i, unsigned m, bool vec, cons
   }
 }
 
-// The residual: float32, same alignment rule.
+// The residual or accumulator: float32, same alignment rule, written by the same kernel.
 __device__ inline void load4f(const float* p, std::size_t i, unsigned m, bool vec, float v[4]) {
-  load4<0>(p, i, m, vec, v);
+  load4<0, false>(p, i, m, vec, v);
 }
 __device__ inline void store4f(float* p, std::size_t i, unsigned m, bool vec, const float v[4]) {
   store4<0>(p, i, m, vec, v);

@@ -14,6 +14,8 @@
 #include <thrust/iterator/counting_iterator.h>
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -38,15 +40,41 @@ unsigned stream_blocks(std::size_t n) {
   return static_cast<unsigned>(b == 0 ? 1 : (b < 8192 ? b : 8192));
 }
 
+// The scratch pool: gradwire's own stream-ordered pool per device, which keeps what it has
+// reserved (release threshold: unlimited), so that the sparse codecs' scratch costs no
+// mapping after the first calls. The device's default pool is left as the caller set it.
+cudaMemPool_t scratch_pool() {
+  static std::mutex mu;
+  static std::map<int, cudaMemPool_t> pools;
+  int dev = 0;
+  check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
+  const std::lock_guard<std::mutex> lock(mu);
+  auto it = pools.find(dev);
+  if (it != pools.end()) return it->second;
+  cudaMemPoolProps props{};
+  props.allocType = cudaMemAllocationTypePinned;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = dev;
+  cudaMemPool_t pool = nullptr;
+  check_cuda(cudaMemPoolCreate(&pool, &props), "cudaMemPoolCreate (sparse codec scratch)");
+  std::uint64_t keep = ~std::uint64_t{0};
+  check_cuda(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+  pools[dev] = pool;
+  return pool;
+}
+
 // Stream-ordered scratch, freed (stream-ordered) when the call's kernels are enqueued.
 struct Scratch {
   cudaStream_t s;
+  cudaMemPool_t pool;
   std::vector<void*> ptrs;
-  explicit Scratch(cudaStream_t st) : s(st) {}
+  explicit Scratch(cudaStream_t st) : s(st), pool(scratch_pool()) {}
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
   template <class T>
   T* get(std::size_t n) {
     void* p = nullptr;
-    check_cuda(cudaMallocAsync(&p, n * sizeof(T) + 16, s), "cudaMallocAsync (sparse codec scratch)");
+    check_cuda(cudaMallocFromPoolAsync(&p, n * sizeof(T) + 16, pool, s), "cudaMallocFromPoolAsync (sparse codec scratch)");
     ptrs.push_back(p);
     return static_cast<T*>(p);
   }
@@ -113,6 +141,7 @@ template <int SHIFT, int BITS>
 __global__ void pick_digit(const std::uint32_t* hist, Select* sel, bool last) {
   constexpr unsigned kBins = 1u << BITS, kPer = kBins / 32;
   const unsigned lane = threadIdx.x;
+  const std::uint32_t krem = sel->krem;  // read by every lane before the shuffles, so before any write
   // Lane l covers bins [kBins - (l+1) kPer, kBins - l kPer): lane 0 the highest.
   std::uint32_t mine = 0;
   for (unsigned j = 0; j < kPer; ++j) mine += hist[kBins - 1 - (lane * kPer + j)];
@@ -121,7 +150,6 @@ __global__ void pick_digit(const std::uint32_t* hist, Select* sel, bool last) {
     const std::uint32_t y = __shfl_up_sync(0xffffffffu, incl, o);
     if (lane >= static_cast<unsigned>(o)) incl += y;
   }
-  const std::uint32_t krem = sel->krem;
   const std::uint32_t before = incl - mine;
   const bool here = before < krem && krem <= incl;
   if (here) {
