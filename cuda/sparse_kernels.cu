@@ -199,22 +199,30 @@ struct AtLeast {
   std::uint32_t tb;
   __device__ bool operator()(std::uint32_t i) const { return math::abs_bits(v[i]) >= tb; }
 };
-struct RandKeep {
+// Random-k's choice as one flag per slice element, one Philox block per four global indices
+// (the words the host's randk_select draws; a predicate per element would draw each block
+// four times). Decode passes the message header: its seed, step, offset and probability.
+struct RandkDraw {
   std::uint32_t param;
   std::uint64_t seed, step, goff;
-  __device__ bool operator()(std::uint32_t i) const {
-    return math::philox_word(seed, step, math::Stream::RandK, goff + i) <= param;
-  }
 };
-// Decode: the header's seed, step and offset (on the device).
-struct RandKeepHdr {
-  const DevHeader* h;
-  const Words* st;
-  __device__ bool operator()(std::uint32_t i) const {
-    if (failed(st)) return false;
-    return math::philox_word(h->seed, h->step, math::Stream::RandK, h->offset + i) <= h->param;
+__global__ void randk_flags(RandkDraw d, const DevHeader* h, const Words* st, std::size_t n, unsigned char* flags) {
+  if (h) {
+    if (failed(st)) return;
+    d = RandkDraw{h->param, h->seed, h->step, h->offset};
   }
-};
+  const std::uint64_t first = d.goff >> 2, last = (d.goff + n - 1) >> 2;
+  for (std::uint64_t t = std::uint64_t{blockIdx.x} * kThreads + threadIdx.x; first + t <= last;
+       t += std::uint64_t{gridDim.x} * kThreads) {
+    const std::uint64_t blk = first + t;
+    const math::U32x4 w = math::philox_block(d.seed, d.step, math::Stream::RandK, blk);
+#pragma unroll
+    for (unsigned c = 0; c < 4; ++c) {
+      const std::uint64_t g = 4 * blk + c;
+      if (g >= d.goff && g < d.goff + n) flags[g - d.goff] = w.v[c] <= d.param ? 1 : 0;
+    }
+  }
+}
 
 // ---- encode: the body ----------------------------------------------------------------------
 
@@ -446,6 +454,26 @@ void by_dtype(DType t, F&& f) {
   }
 }
 
+// cub::DeviceSelect::Flagged: the indices i in [0, n) with flags[i] != 0, in order.
+void select_flagged(Scratch& sc, std::size_t n, const unsigned char* flags, std::uint32_t* out,
+                    std::uint32_t* selected, cudaStream_t stream) {
+  thrust::counting_iterator<std::uint32_t> first(0);
+  std::size_t temp = 0;
+  check_cuda(cub::DeviceSelect::Flagged(nullptr, temp, first, flags, out, selected, static_cast<std::int64_t>(n), stream),
+             "cub::DeviceSelect::Flagged");
+  void* t = sc.get<unsigned char>(temp);
+  check_cuda(cub::DeviceSelect::Flagged(t, temp, first, flags, out, selected, static_cast<std::int64_t>(n), stream),
+             "cub::DeviceSelect::Flagged");
+}
+
+// Random-k's indices of a slice of n elements (n > 0).
+void randk_indices(Scratch& sc, std::size_t n, RandkDraw d, const DevHeader* h, const Words* st,
+                   std::uint32_t* out, std::uint32_t* selected, cudaStream_t stream) {
+  unsigned char* flags = sc.get<unsigned char>(n);
+  randk_flags<<<stream_blocks(n / 4 + 2), kThreads, 0, stream>>>(d, h, st, n, flags);
+  select_flagged(sc, n, flags, out, selected, stream);
+}
+
 // cub::DeviceSelect::If over the indices [0, n), into out, count into *selected.
 template <class Pred>
 void select_indices(Scratch& sc, std::size_t n, Pred pred, std::uint32_t* out, std::uint32_t* selected,
@@ -538,7 +566,8 @@ void sparse_encode(const Codec& c, const EncodeCall& a) {
         h.seed = a.seed;
         h.step = a.step;
         h.offset = a.global_offset;
-        select_indices(sc, n, RandKeep{h.param, a.seed, a.step, a.global_offset}, idx, nnz, a.stream);
+        randk_indices(sc, n, RandkDraw{h.param, a.seed, a.step, a.global_offset}, nullptr, a.status, idx, nnz,
+                      a.stream);
         break;
       default: select_indices(sc, n, AtLeast{v, math::abs_bits(s.threshold)}, idx, nnz, a.stream); break;
     }
@@ -605,7 +634,7 @@ void sparse_decode(const Codec& c, const DecodeCall& a) {
     std::uint32_t* sel = sc.get<std::uint32_t>(a.count);
     std::uint32_t* cnt = sc.get<std::uint32_t>(1);
     check_cuda(cudaMemsetAsync(cnt, 0, sizeof(std::uint32_t), a.stream), "cudaMemsetAsync");
-    if (a.count > 0) select_indices(sc, a.count, RandKeepHdr{hdr, a.status}, sel, cnt, a.stream);
+    if (a.count > 0) randk_indices(sc, a.count, RandkDraw{}, hdr, a.status, sel, cnt, a.stream);
     randk_count<<<1, 1, 0, a.stream>>>(hdr, cnt, a.status);
     ix.sel = sel;
   }
