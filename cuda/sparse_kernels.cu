@@ -4,8 +4,8 @@
 // message size from the Status when it waits.
 //
 // Top-k is exact: an MSB-first radix select over the 31-bit magnitude keys (abs_bits: NaN >
-// +inf > finite) finds K, the k-th largest key, in three histogram passes (11, 11, 9 bits) of
-// n keys each; ties at K go to the lowest indices, as on the host: the cut-off index T of the
+// +inf > finite) finds K, the k-th largest key: a histogram of the top 11 bits over all n
+// keys, a compaction of the keys in K's bin, two finer histograms (11, 9 bits) over those; ties at K go to the lowest indices, as on the host: the cut-off index T of the
 // last tie taken comes from a compaction of the equal keys, which reads nothing when every
 // tie is taken (the common case for real gradients). One selection pass then keeps
 // key > K, or key == K and index <= T, in index order.
@@ -111,10 +111,11 @@ struct Select {
 };
 
 template <int SHIFT, int BITS>
-__global__ void __launch_bounds__(kThreads) key_histogram(const float* v, std::size_t n, const Select* sel,
-                                                          std::uint32_t* hist) {
+__global__ void __launch_bounds__(kThreads) key_histogram(const float* v, std::size_t n, const std::uint32_t* n_dev,
+                                                          const Select* sel, std::uint32_t* hist) {
   __shared__ std::uint32_t h[1u << BITS];
   for (unsigned i = threadIdx.x; i < (1u << BITS); i += kThreads) h[i] = 0;
+  if (n_dev) n = *n_dev;  // a count the previous kernels left on the device
   __syncthreads();
   const std::uint32_t prefix = sel->prefix, mask = sel->mask;
   const std::size_t n4 = reinterpret_cast<std::uintptr_t>(v) % 16 == 0 ? n / 4 : 0;
@@ -185,6 +186,11 @@ struct EqualToK {
 __global__ void pick_t(const std::uint32_t* eq, Select* sel) {
   if (sel->need_t) sel->t = eq[sel->krem - 1];
 }
+
+struct InTopBin {
+  const Select* sel;
+  __device__ bool operator()(float x) const { return (math::abs_bits(x) & sel->mask) == sel->prefix; }
+};
 
 struct TopKeep {
   const float* v;
@@ -487,6 +493,18 @@ void select_indices(Scratch& sc, std::size_t n, Pred pred, std::uint32_t* out, s
              "cub::DeviceSelect::If");
 }
 
+// cub::DeviceSelect::If over the values v[0, n), into out (in order), count into *selected.
+template <class Pred>
+void select_values(Scratch& sc, const float* v, std::size_t n, Pred pred, float* out, std::uint32_t* selected,
+                   cudaStream_t stream) {
+  std::size_t temp = 0;
+  check_cuda(cub::DeviceSelect::If(nullptr, temp, v, out, selected, static_cast<std::int64_t>(n), pred, stream),
+             "cub::DeviceSelect::If");
+  void* t = sc.get<unsigned char>(temp);
+  check_cuda(cub::DeviceSelect::If(t, temp, v, out, selected, static_cast<std::int64_t>(n), pred, stream),
+             "cub::DeviceSelect::If");
+}
+
 template <class In, class Out>
 void exclusive_sum(Scratch& sc, In in, Out out, std::size_t n, cudaStream_t stream) {
   std::size_t temp = 0;
@@ -514,11 +532,16 @@ void topk_threshold(Scratch& sc, const float* v, std::size_t n, std::size_t k, S
   std::uint32_t* hist = sc.get<std::uint32_t>(2048 * 3);
   check_cuda(cudaMemsetAsync(hist, 0, sizeof(std::uint32_t) * 2048 * 3, stream), "cudaMemsetAsync");
   const unsigned blocks = stream_blocks(n / 4 + 1);
-  key_histogram<20, 11><<<blocks, kThreads, 0, stream>>>(v, n, sel, hist);
+  key_histogram<20, 11><<<blocks, kThreads, 0, stream>>>(v, n, nullptr, sel, hist);
   pick_digit<20, 11><<<1, 32, 0, stream>>>(hist, sel, false);
-  key_histogram<9, 11><<<blocks, kThreads, 0, stream>>>(v, n, sel, hist + 2048);
+  // The keys in K's top-11-bit bin (for gradients, a few per cent of n) go to a compact
+  // buffer, so the two finer passes read those instead of all n keys again.
+  float* cand = sc.get<float>(n);
+  std::uint32_t* ncand = sc.get<std::uint32_t>(1);
+  select_values(sc, v, n, InTopBin{sel}, cand, ncand, stream);
+  key_histogram<9, 11><<<blocks, kThreads, 0, stream>>>(cand, n, ncand, sel, hist + 2048);
   pick_digit<9, 11><<<1, 32, 0, stream>>>(hist + 2048, sel, false);
-  key_histogram<0, 9><<<blocks, kThreads, 0, stream>>>(v, n, sel, hist + 4096);
+  key_histogram<0, 9><<<blocks, kThreads, 0, stream>>>(cand, n, ncand, sel, hist + 4096);
   pick_digit<0, 9><<<1, 32, 0, stream>>>(hist + 4096, sel, true);
   std::uint32_t* eq = sc.get<std::uint32_t>(n);
   select_indices(sc, n, EqualToK{v, sel}, eq, &sel->n_eq, stream);
@@ -549,6 +572,12 @@ void sparse_encode(const Codec& c, const EncodeCall& a) {
   }
   wire::Header h = wire::header_for(s, n);
   const std::size_t upper = s.kind == CodecKind::TopK ? c.topk_count(n) : n;  // most entries
+  if (s.kind == CodecKind::RandK) {  // the header carries the draw, even for an empty slice
+    h.param = detail::randk_param(s.ratio);
+    h.seed = a.seed;
+    h.step = a.step;
+    h.offset = a.global_offset;
+  }
   std::uint32_t* idx = sc.get<std::uint32_t>(n);
   std::uint32_t* nnz = sc.get<std::uint32_t>(1);
   check_cuda(cudaMemsetAsync(nnz, 0, sizeof(std::uint32_t), a.stream), "cudaMemsetAsync");
@@ -562,10 +591,6 @@ void sparse_encode(const Codec& c, const EncodeCall& a) {
         break;
       }
       case CodecKind::RandK:
-        h.param = detail::randk_param(s.ratio);
-        h.seed = a.seed;
-        h.step = a.step;
-        h.offset = a.global_offset;
         randk_indices(sc, n, RandkDraw{h.param, a.seed, a.step, a.global_offset}, nullptr, a.status, idx, nnz,
                       a.stream);
         break;
