@@ -474,7 +474,9 @@ __global__ void __launch_bounds__(kThreads) q_decode(const unsigned char* in, st
     const std::size_t i = 4 * (base + u * kThreads + threadIdx.x);
     if (i >= n) break;
     const unsigned m = static_cast<unsigned>(n - i < 4 ? n - i : 4);
-    const std::size_t b = i / bucket;  // buckets are multiples of 64: a group never straddles
+    // Buckets are multiples of 64, so a group never straddles two, and i / 64 fits 32 bits
+    // below 2^38 elements: a 32-bit division (a 64-bit one is a long software sequence).
+    const std::size_t b = (i >> 38) == 0 ? static_cast<std::uint32_t>(i >> 6) / (bucket >> 6) : i / bucket;
     float v[4];
     if (mode == 2) {
       const float scale = ld_f32(scales + 4 * b);
