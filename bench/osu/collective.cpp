@@ -318,6 +318,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       row.base_us = b.avg_us;
       row.codec = c.label;
       row.algorithm = h.baseline;
+      row.set_spread(spread(g.times_us));
       return row;
     };
 
