@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "collectives/algorithms.hpp"
+#include "collectives/reduce_scatter.hpp"
 #include "comm_impl.hpp"
 #include "device_backend.hpp"
 #include "gradwire/codec.hpp"
@@ -45,7 +46,9 @@ std::uint64_t fnv1a(const std::string& s) {
 }
 
 const char* collective_name(PlanCollective c) {
-  return c == PlanCollective::Allreduce ? "allreduce" : "allgather";
+  return c == PlanCollective::Allreduce   ? "allreduce"
+         : c == PlanCollective::Allgather ? "allgather"
+                                          : "reduce-scatter";
 }
 
 // Keeps a communicator this plan owns; freed unless MPI is already gone.
@@ -122,7 +125,7 @@ struct Plan::Impl {
   std::size_t global_elements() const {
     return cfg.collective == PlanCollective::Allreduce
                ? cfg.count
-               : cfg.count * static_cast<std::size_t>(c->size);
+               : cfg.count * static_cast<std::size_t>(c->size);  // allgather, reduce-scatter
   }
 };
 
@@ -206,6 +209,7 @@ void Plan::Impl::prepare_device() {
   out_bytes = cfg.collective == PlanCollective::Allgather
                   ? in_bytes * static_cast<std::size_t>(c->size)
                   : in_bytes;
+  if (cfg.collective == PlanCollective::ReduceScatter) in_bytes *= static_cast<std::size_t>(c->size);
   auto cuda_failed = [&](cudaError_t e, const std::string& what) {
     cudaGetLastError();
     device_error = "device-memory plan: " + what + " failed on rank " + std::to_string(c->rank) +
@@ -217,6 +221,7 @@ void Plan::Impl::prepare_device() {
     return cuda_failed(e, "cudaHostAlloc of " + std::to_string(in_bytes) + " bytes");
   if (cfg.collective == PlanCollective::Allreduce) {
     pin_out = pin_in;
+
   } else if (out_bytes > 0 &&
              (e = cudaHostAlloc(&pin_out, out_bytes, cudaHostAllocPortable)) != cudaSuccess) {
     return cuda_failed(e, "cudaHostAlloc of " + std::to_string(out_bytes) + " bytes");
@@ -260,7 +265,16 @@ void Plan::Impl::choose() {
     fail(ErrorCode::Unsupported, "plans reduce with sum or avg");
   const bool none = spec.kind == CodecKind::None;
   std::string name = a;
-  if (cfg.collective == PlanCollective::Allgather) {
+  if (cfg.collective == PlanCollective::ReduceScatter) {
+    if (a != "auto" && a != "dense")
+      fail(ErrorCode::InvalidArgument,
+           "reduce-scatter plans take algorithm auto or dense, not '" + a + "'");
+    if (a == "dense" && !none)
+      fail(ErrorCode::InvalidArgument, "algorithm dense sends uncompressed data: use codec none");
+    if (cfg.dtype != DType::Float32)
+      fail(ErrorCode::Unsupported, "reduce-scatter plans take float32");
+    name = none ? "dense" : "compressed-reduce-scatter";
+  } else if (cfg.collective == PlanCollective::Allgather) {
     if (a != "auto" && a != "dense")
       fail(ErrorCode::InvalidArgument, "allgather plans take algorithm auto or dense, not '" + a + "'");
     if (a == "dense" && !none)
@@ -319,6 +333,8 @@ void Plan::Impl::choose() {
   try {
     if (cfg.collective == PlanCollective::Allgather) {
       algo = none ? coll::make_dense_allgather(*t, p) : coll::make_compressed_allgather(*t, p);
+    } else if (cfg.collective == PlanCollective::ReduceScatter) {
+      algo = coll::make_reduce_scatter(*t, p);
     } else if (name == "dense") {
       algo = coll::make_dense_allreduce(*t, p);
     } else if (name == "sra") {
@@ -591,10 +607,11 @@ void Plan::load_residual(const std::string& path) {
                    "MPI_Allreduce");
   }
   if (error[0] != 0) p.fail(ErrorCode::InvalidArgument, std::string("load_residual: ") + error);
-  // Allreduce: only the sum over ranks reaches the result, so the total is shared evenly by
-  // the ranks holding a full-range residual. Allgather: each element has one holder.
+  // Allreduce, reduce-scatter: only the sum over ranks reaches the result, so the total is
+  // shared evenly by the ranks holding a full-range residual. Allgather: each element has one
+  // holder.
   const double share =
-      p.cfg.collective == PlanCollective::Allreduce && holders > 0 ? 1.0 / holders : 1.0;
+      p.cfg.collective != PlanCollective::Allgather && holders > 0 ? 1.0 / holders : 1.0;
   for (auto& s : p.algo->slots) {
     for (std::size_t i = 0; i < s.length; ++i)
       s.data[i] = s.primary ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;

@@ -304,11 +304,14 @@ gw_status_t gw_plan_create(gw_comm_t comm, const gw_plan_config_t* config, gw_pl
     auto& c = comm_of(comm);
     const auto& in = need(config, "config is NULL");
     need(out, "plan out-pointer is NULL") = nullptr;
-    if (in.collective != GW_PLAN_ALLREDUCE && in.collective != GW_PLAN_ALLGATHER)
-      throw CError{GW_INVALID_ARGUMENT, "collective is neither GW_PLAN_ALLREDUCE nor _ALLGATHER"};
+    if (in.collective != GW_PLAN_ALLREDUCE && in.collective != GW_PLAN_ALLGATHER &&
+        in.collective != GW_PLAN_REDUCE_SCATTER)
+      throw CError{GW_INVALID_ARGUMENT,
+                   "collective is not GW_PLAN_ALLREDUCE, _ALLGATHER or _REDUCE_SCATTER"};
     gradwire::PlanConfig cfg;
-    cfg.collective = in.collective == GW_PLAN_ALLREDUCE ? gradwire::PlanCollective::Allreduce
-                                                        : gradwire::PlanCollective::Allgather;
+    cfg.collective = in.collective == GW_PLAN_ALLREDUCE   ? gradwire::PlanCollective::Allreduce
+                     : in.collective == GW_PLAN_ALLGATHER ? gradwire::PlanCollective::Allgather
+                                                          : gradwire::PlanCollective::ReduceScatter;
     cfg.count = in.count;
     cfg.dtype = dt(in.dtype);
     cfg.op = rop(in.op);

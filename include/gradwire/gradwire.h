@@ -152,12 +152,14 @@ gw_status_t gw_request_free(gw_request_t* req);
 typedef enum gw_plan_collective {
   GW_PLAN_ALLREDUCE = 0,
   GW_PLAN_ALLGATHER = 1,
+  /* send: count * size elements; recv: this rank's block of count (float32 only) */
+  GW_PLAN_REDUCE_SCATTER = 2,
   GW_PLAN_COLLECTIVE_MAX_ENUM_ = 0x7fffffff
 } gw_plan_collective_t;
 
 typedef struct gw_plan_config {
   gw_plan_collective_t collective; /* default GW_PLAN_ALLREDUCE */
-  size_t count;                    /* allreduce: elements; allgather: elements per rank */
+  size_t count;                    /* allreduce: elements; allgather, reduce-scatter: per rank */
   gw_dtype_t dtype;                /* GW_FLOAT32 (default), GW_FLOAT16, GW_BFLOAT16 */
   gw_op_t op;                      /* GW_SUM (default) or GW_AVG */
   const char* codec;               /* codec spec, e.g. "q4"; NULL means "none" */

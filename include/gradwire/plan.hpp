@@ -19,11 +19,13 @@
 
 namespace gradwire {
 
-enum class PlanCollective { Allreduce, Allgather };
+// ReduceScatter (sharded training, ZeRO / FSDP): send holds count * size elements, rank r
+// receives block r (count elements) of the reduced vector.
+enum class PlanCollective { Allreduce, Allgather, ReduceScatter };
 
 struct PlanConfig {
   PlanCollective collective = PlanCollective::Allreduce;
-  std::size_t count = 0;            // allreduce: elements; allgather: elements per rank
+  std::size_t count = 0;            // allreduce: elements; allgather, reduce-scatter: per rank
   DType dtype = DType::Float32;     // Float32, Float16 or BFloat16
   ReduceOp op = ReduceOp::Sum;      // Sum or Avg
   std::string codec = "none";       // a codec spec (docs/codecs.md)
@@ -64,7 +66,8 @@ class Plan {
   Plan& operator=(Plan&&) noexcept;
 
   // Allreduce plans: recv may equal send. Allgather plans: send holds count elements, recv
-  // count * size, rank r's block at r * count.
+  // count * size, rank r's block at r * count. Reduce-scatter plans: send holds count * size
+  // elements (block j at j * count), recv count (may lie inside send).
   //
   // Memory::Device plans (CUDA builds): run_on_stream copies send to the plan's pinned buffer
   // on cuda_stream (a cudaStream_t; null: the default stream), waits for the stream (bounded by
