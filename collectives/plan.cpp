@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "collectives/algorithms.hpp"
+#include "collectives/cost_probe.hpp"
 #include "collectives/reduce_scatter.hpp"
 #include "comm_impl.hpp"
 #include "device_backend.hpp"
@@ -118,6 +119,7 @@ struct Plan::Impl {
   void run_device(const void* send, void* recv, void* stream, bool wait_result);
   void agree();
   void choose();
+  void decide_by_cost(std::string& name);
   void check_run(const void* send, void* recv);
   void begin(const void* send, void* recv);
   bool poll();
@@ -297,6 +299,10 @@ void Plan::Impl::choose() {
     if (is16 && !none)
       fail(ErrorCode::Unsupported, "float16/bfloat16 plans take codec none");
   }
+  if (a == "auto" && cfg.collective == PlanCollective::Allreduce && cfg.dtype == DType::Float32 &&
+      (name == "sra" || name == "sparse-allgather")) {
+    decide_by_cost(name);
+  }
   stats.algorithm = name;
   const bool device = cfg.memory == Memory::Device;
   stats.transport = device ? "mpi+staged-pinned" : "mpi";
@@ -360,6 +366,21 @@ void Plan::Impl::choose() {
     // Deterministic in the agreed configuration: every rank throws the same.
     fail(e.code(), e.what());
   }
+}
+
+// "auto" on a flat communicator: dense unless the cost model, from measured (or cached) and
+// agreed figures, predicts that compression pays (collectives/cost_model.hpp).
+void Plan::Impl::decide_by_cost(std::string& name) {
+  detail::Armed guard(c->watch, c->timeout_s, call);
+  const Codec codec(spec);
+  const coll::CostMeasurement m = coll::measure_costs(
+      c->comm, codec, [&](int rc, const char* what) { c->check_mpi(rc, call, what); });
+  const coll::CostDecision d = coll::decide_allreduce(m.in, name, codec, cfg.count, c->size);
+  name = d.algorithm;
+  stats.predicted_s = d.predicted_s;
+  stats.predicted_dense_s = d.dense_s;
+  stats.predicted_compressed_s = d.compressed_s;
+  stats.cost_source = m.source;
 }
 
 void Plan::Impl::check_run(const void* send, void* recv) {

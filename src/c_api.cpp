@@ -392,4 +392,14 @@ gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv
   });
 }
 
+gw_status_t gw_plan_predicted(gw_plan_t plan, double* predicted_s, double* dense_s,
+                              double* compressed_s) {
+  return guarded("gw_plan_predicted", [&] {
+    const auto& s = need(plan, "plan handle is NULL").plan.stats();
+    if (predicted_s) *predicted_s = s.predicted_s;
+    if (dense_s) *dense_s = s.predicted_dense_s;
+    if (compressed_s) *compressed_s = s.predicted_compressed_s;
+  });
+}
+
 }  // extern "C"

@@ -421,6 +421,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       row.transfer_us = mean_over_ranks(xfer / n * 1e6, comm.mpi_comm());
       row.decode_us = mean_over_ranks(dec / n * 1e6, comm.mpi_comm());
       row.algorithm = plan.stats().algorithm;
+      if (plan.stats().predicted_s > 0) row.predicted_us = plan.stats().predicted_s * 1e6;
       if (args.validate) {
         // One step from a clean residual: the error of a single compressed call.
         plan.reset_residual();

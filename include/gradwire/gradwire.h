@@ -194,6 +194,11 @@ gw_status_t gw_plan_load_residual(gw_plan_t plan, const char* path);
 gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv, size_t count,
                                     gw_dtype_t dtype, gw_op_t op, const char* codec,
                                     const char* algorithm);
+/* The cost model's predictions for an "auto" plan (seconds; all 0 where the model did not
+ * run), beside the measured total_s of gw_plan_stats. Any out-pointer may be NULL.
+ * A separate call so that gw_plan_stats_t keeps its layout. */
+gw_status_t gw_plan_predicted(gw_plan_t plan, double* predicted_s, double* dense_s,
+                              double* compressed_s);
 
 #ifdef __cplusplus
 } /* extern "C" */

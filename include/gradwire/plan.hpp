@@ -29,7 +29,8 @@ struct PlanConfig {
   DType dtype = DType::Float32;     // Float32, Float16 or BFloat16
   ReduceOp op = ReduceOp::Sum;      // Sum or Avg
   std::string codec = "none";       // a codec spec (docs/codecs.md)
-  // "auto", "dense" (engine allreduce), "sra" (scatter-reduce-allgather), "shared-grid"
+  // "auto" (measured cost model: dense unless compression pays), "dense" (engine allreduce),
+  // "sra" (scatter-reduce-allgather), "shared-grid"
   // (integer reduce on a common grid), "sparse-allgather", "hier" (dense in the node,
   // compressed among node leaders). docs/compressed-collectives.md gives each one's bound.
   std::string algorithm = "auto";
@@ -54,6 +55,13 @@ struct PlanStats {
   int cuda_aware_mpi = -1;
   double stage_s = 0;  // device plans: copies between device and pinned buffers and waits for
                        // them (part of total_s; run_on_stream does not wait for the copy back)
+  // "auto" allreduce plans with a codec (float32, one node): the cost model's predictions,
+  // fixed at construction, to set beside the measured total_s (docs/compressed-collectives.md,
+  // "Cost model"). All 0 and cost_source "" where the model did not run.
+  double predicted_s = 0;             // of the algorithm chosen
+  double predicted_dense_s = 0;       // of the engine's dense allreduce
+  double predicted_compressed_s = 0;  // of the compressed algorithm (sra, sparse-allgather)
+  std::string cost_source;            // "link:<src> codec:<src>", src = probe|memory|cache-file
 };
 
 class Plan {

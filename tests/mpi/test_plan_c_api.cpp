@@ -20,6 +20,7 @@ TEST(PlanCApi, RunStartStatsAndErrors) {
   const size_t n = 1000;
   cfg.count = n;
   cfg.codec = "q8";
+  cfg.algorithm = "sra";  // "auto" asks the cost model, which may pick dense here
   cfg.op = GW_AVG;
   gw_plan_t plan = nullptr;
   EXPECT_EQ(gw_plan_create(comm, &cfg, &plan), GW_SUCCESS) << gw_last_error();
@@ -64,6 +65,19 @@ TEST(PlanCApi, RunStartStatsAndErrors) {
                                     "shared-grid"),
             GW_SUCCESS)
       << gw_last_error();
+  // An "auto" plan carries the cost model's predictions; an explicit one none.
+  cfg.codec = "q8";
+  cfg.count = n;
+  cfg.algorithm = nullptr;
+  ASSERT_EQ(gw_plan_create(comm, &cfg, &plan), GW_SUCCESS) << gw_last_error();
+  double pred = -1, dense = -1, comp = -1;
+  EXPECT_EQ(gw_plan_predicted(plan, &pred, &dense, &comp), GW_SUCCESS);
+  EXPECT_GT(pred, 0.0);
+  EXPECT_GT(dense, 0.0);
+  EXPECT_TRUE(pred == dense || pred == comp);
+  EXPECT_EQ(gw_plan_predicted(plan, nullptr, nullptr, nullptr), GW_SUCCESS);
+  EXPECT_EQ(gw_plan_destroy(&plan), GW_SUCCESS);
+  EXPECT_EQ(gw_plan_predicted(nullptr, &pred, nullptr, nullptr), GW_INVALID_ARGUMENT);
   EXPECT_EQ(gw_comm_destroy(&comm), GW_SUCCESS);
 }
 
