@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -75,6 +76,11 @@ class Sra final : public Staged {
     own2_.resize(cap_[me_]);
     acc_.resize(len(me_));
     peer_.resize(done_.size());
+    // GRADWIRE_SRA_OVERLAP=1 (host transports): send each chunk as soon as it is encoded
+    // (scatter_overlapped). Off by default: on the only machine it was measured on (2 cores,
+    // oversubscribed, loaded) it was 0.8-1.4x the plain order (bench/results/sra-overlap.md).
+    const char* ov = std::getenv("GRADWIRE_SRA_OVERLAP");
+    overlap_ = t.stream() == nullptr && ov && std::string(ov) == "1";
     if (p.error_feedback) {
       res1_.assign(p.count, 0.0f);
       res2_.assign(len(me_), 0.0f);
@@ -92,6 +98,7 @@ class Sra final : public Staged {
     if (stage_ == 0) {
       if (p_.count == 0) return false;
       const float* in = static_cast<const float*>(in_);
+      if (overlap_) return scatter_overlapped(in);
       {
         Timed tm(encode_s);
         // Every chunk, the own one too: each rank's input is rounded once, the same way.
@@ -148,6 +155,43 @@ class Sra final : public Staged {
     return false;
   }
 
+  // Stage 0, pipelined: the own chunk first (encoded, decoded into the accumulator, as in the
+  // plain order), then the receives, then each peer's chunk encoded and sent at once (nearest
+  // peer first, so ranks do not all start with the same one), reporting arrivals between
+  // encodes: chunk j's transfer and the decode of chunks already here overlap the encode of
+  // the next. Each chunk is encoded exactly as in the plain order (same offsets, seed and
+  // residual slice), so the messages are the same bits.
+  bool scatter_overlapped(const float* in) {
+    const int P = t_.size();
+    auto encode = [&](int j) {
+      Timed tm(encode_s);
+      codec_.encode(in + off_[j], DType::Float32, len(j), off_[j], p_.seed, step_,
+                    send_.data() + moff_[j], cap_[j],
+                    p_.error_feedback ? res1_.data() + off_[j] : nullptr);
+    };
+    if (len(me_)) {
+      encode(me_);
+      std::fill(acc_.begin(), acc_.end(), 0.0f);
+      {
+        Timed tm(decode_s);
+        codec_.decode_add(send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
+      }
+      for (int j = 0; j < P; ++j) {
+        if (j == me_) continue;
+        peer_[t_.irecv(recv_.data() + cap_[me_] * j, cap_[me_], j, kTagReduce)] = j;
+      }
+    }
+    for (int k = 1; k < P; ++k) {
+      const int j = (me_ + k) % P;
+      if (!len(j)) continue;
+      encode(j);
+      peer_[t_.isend(send_.data() + moff_[j], cap_[j], j, kTagReduce)] = -1;
+      const int n = t_.test_some(done_.data());
+      for (int i = 0; i < n; ++i) arrived(done_[static_cast<std::size_t>(i)]);
+    }
+    return true;
+  }
+
   void arrived(int op) override {
     const int j = peer_[static_cast<std::size_t>(op)];
     if (j < 0) return;  // a send
@@ -168,6 +212,7 @@ class Sra final : public Staged {
   std::vector<std::byte> send_, recv_, own2_;
   std::vector<float> acc_, res1_, res2_;
   std::vector<int> peer_;
+  bool overlap_ = false;
 };
 
 // ---------------------------------------------------------------------------------------
