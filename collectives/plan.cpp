@@ -223,7 +223,6 @@ void Plan::Impl::prepare_device() {
     return cuda_failed(e, "cudaHostAlloc of " + std::to_string(in_bytes) + " bytes");
   if (cfg.collective == PlanCollective::Allreduce) {
     pin_out = pin_in;
-
   } else if (out_bytes > 0 &&
              (e = cudaHostAlloc(&pin_out, out_bytes, cudaHostAllocPortable)) != cudaSuccess) {
     return cuda_failed(e, "cudaHostAlloc of " + std::to_string(out_bytes) + " bytes");

@@ -55,7 +55,7 @@ struct PlanStats {
   int cuda_aware_mpi = -1;
   double stage_s = 0;  // device plans: copies between device and pinned buffers and waits for
                        // them (part of total_s; run_on_stream does not wait for the copy back)
-  // "auto" allreduce plans with a codec (float32, one node): the cost model's predictions,
+  // "auto" allreduce plans with a codec (float32, not hier): the cost model's predictions,
   // fixed at construction, to set beside the measured total_s (docs/compressed-collectives.md,
   // "Cost model"). All 0 and cost_source "" where the model did not run.
   double predicted_s = 0;             // of the algorithm chosen
