@@ -1,8 +1,10 @@
 #include "collectives/algorithms.hpp"
+#include "collectives/staged.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -13,80 +15,7 @@
 namespace gradwire::coll {
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-// Adds the time of a scope to a counter (encode_s / decode_s).
-struct Timed {
-  explicit Timed(double& acc) : acc_(acc), t0_(now_s()) {}
-  ~Timed() { acc_ += now_s() - t0_; }
-  double& acc_;
-  double t0_;
-};
-
 constexpr int kTagReduce = 1, kTagGather = 2;
-
-void scale(float* x, std::size_t n, int p) {
-  if (p == 1) return;
-  // Multiplying by the rounded 1/P would add a rounding of its own; divide as the engine does.
-  detail::divide_in_place(x, n, DType::Float32, p);
-}
-
-// Bucket-aligned chunk boundaries: rank r owns elements [off[r], off[r+1]). Chunks cut at
-// bucket multiples encode exactly as the whole would (docs/codecs.md), so no codec bucket
-// straddles two owners.
-std::vector<std::size_t> chunk_offsets(std::size_t n, std::size_t unit, int p) {
-  const std::size_t units = (n + unit - 1) / unit;
-  std::vector<std::size_t> off(static_cast<std::size_t>(p) + 1);
-  for (int r = 0; r <= p; ++r)
-    off[static_cast<std::size_t>(r)] =
-        std::min(n, unit * (units * static_cast<std::size_t>(r) / static_cast<std::size_t>(p)));
-  return off;
-}
-
-// The stage loop shared by the algorithms: report arrivals, and when every operation of the
-// current stage has completed, run the next stage (which posts the following operations).
-class Staged : public Algorithm {
- public:
-  explicit Staged(Transport& t) : t_(t), done_(static_cast<std::size_t>(4 * t.size() + 8)) {}
-  void begin(const void* in, void* out, std::uint64_t step) override {
-    in_ = in;
-    out_ = out;
-    step_ = step;
-    stage_ = 0;
-    encode_s = decode_s = 0;
-    finished_ = !advance();
-  }
-  bool progress() override {
-    while (!finished_) {
-      const int n = t_.test_some(done_.data());
-      if (n == 0) return false;
-      if (n > 0) {
-        for (int i = 0; i < n; ++i) arrived(done_[static_cast<std::size_t>(i)]);
-        continue;
-      }
-      t_.reset();
-      ++stage_;
-      finished_ = !advance();
-    }
-    return true;
-  }
-
- protected:
-  // Runs stage `stage_` (local work, then posts); false when the run is complete.
-  virtual bool advance() = 0;
-  virtual void arrived(int /*op*/) {}
-
-  Transport& t_;
-  std::vector<int> done_;
-  const void* in_ = nullptr;
-  void* out_ = nullptr;
-  std::uint64_t step_ = 0;
-  int stage_ = 0;
-  bool finished_ = true;
-};
 
 // ---------------------------------------------------------------------------------------
 // Dense allreduce (the engine's)
@@ -147,6 +76,11 @@ class Sra final : public Staged {
     own2_.resize(cap_[me_]);
     acc_.resize(len(me_));
     peer_.resize(done_.size());
+    // GRADWIRE_SRA_OVERLAP=1 (host transports): send each chunk as soon as it is encoded
+    // (scatter_overlapped). Off by default: on the only machine it was measured on (2 cores,
+    // oversubscribed, loaded) it was 0.8-1.4x the plain order (bench/results/sra-overlap.md).
+    const char* ov = std::getenv("GRADWIRE_SRA_OVERLAP");
+    overlap_ = t.stream() == nullptr && ov && std::string(ov) == "1";
     if (p.error_feedback) {
       res1_.assign(p.count, 0.0f);
       res2_.assign(len(me_), 0.0f);
@@ -164,6 +98,7 @@ class Sra final : public Staged {
     if (stage_ == 0) {
       if (p_.count == 0) return false;
       const float* in = static_cast<const float*>(in_);
+      if (overlap_) return scatter_overlapped(in);
       {
         Timed tm(encode_s);
         // Every chunk, the own one too: each rank's input is rounded once, the same way.
@@ -220,6 +155,43 @@ class Sra final : public Staged {
     return false;
   }
 
+  // Stage 0, pipelined: the own chunk first (encoded, decoded into the accumulator, as in the
+  // plain order), then the receives, then each peer's chunk encoded and sent at once (nearest
+  // peer first, so ranks do not all start with the same one), reporting arrivals between
+  // encodes: chunk j's transfer and the decode of chunks already here overlap the encode of
+  // the next. Each chunk is encoded exactly as in the plain order (same offsets, seed and
+  // residual slice), so the messages are the same bits.
+  bool scatter_overlapped(const float* in) {
+    const int P = t_.size();
+    auto encode = [&](int j) {
+      Timed tm(encode_s);
+      codec_.encode(in + off_[j], DType::Float32, len(j), off_[j], p_.seed, step_,
+                    send_.data() + moff_[j], cap_[j],
+                    p_.error_feedback ? res1_.data() + off_[j] : nullptr);
+    };
+    if (len(me_)) {
+      encode(me_);
+      std::fill(acc_.begin(), acc_.end(), 0.0f);
+      {
+        Timed tm(decode_s);
+        codec_.decode_add(send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
+      }
+      for (int j = 0; j < P; ++j) {
+        if (j == me_) continue;
+        peer_[t_.irecv(recv_.data() + cap_[me_] * j, cap_[me_], j, kTagReduce)] = j;
+      }
+    }
+    for (int k = 1; k < P; ++k) {
+      const int j = (me_ + k) % P;
+      if (!len(j)) continue;
+      encode(j);
+      peer_[t_.isend(send_.data() + moff_[j], cap_[j], j, kTagReduce)] = -1;
+      const int n = t_.test_some(done_.data());
+      for (int i = 0; i < n; ++i) arrived(done_[static_cast<std::size_t>(i)]);
+    }
+    return true;
+  }
+
   void arrived(int op) override {
     const int j = peer_[static_cast<std::size_t>(op)];
     if (j < 0) return;  // a send
@@ -240,6 +212,7 @@ class Sra final : public Staged {
   std::vector<std::byte> send_, recv_, own2_;
   std::vector<float> acc_, res1_, res2_;
   std::vector<int> peer_;
+  bool overlap_ = false;
 };
 
 // ---------------------------------------------------------------------------------------

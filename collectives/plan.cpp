@@ -20,6 +20,8 @@
 #include "bounded.hpp"
 #include "check.hpp"
 #include "collectives/algorithms.hpp"
+#include "collectives/cost_probe.hpp"
+#include "collectives/reduce_scatter.hpp"
 #include "comm_impl.hpp"
 #include "device_backend.hpp"
 #include "gradwire/codec.hpp"
@@ -53,7 +55,9 @@ std::uint64_t fnv1a(const std::string& s) {
 }
 
 const char* collective_name(PlanCollective c) {
-  return c == PlanCollective::Allreduce ? "allreduce" : "allgather";
+  return c == PlanCollective::Allreduce   ? "allreduce"
+         : c == PlanCollective::Allgather ? "allgather"
+                                          : "reduce-scatter";
 }
 
 // Keeps a communicator this plan owns; freed unless MPI is already gone.
@@ -142,6 +146,7 @@ struct Plan::Impl {
   std::string arg_error;  // why this rank rejects the configuration (agreed on in agree())
   ErrorCode arg_code = ErrorCode::InvalidArgument;
   void choose();
+  void decide_by_cost(std::string& name);
   void check_run(const void* send, void* recv);
   // Checked mode: every rank runs this plan now (not another plan, not a dense call).
   void check_agreement() {
@@ -162,7 +167,7 @@ struct Plan::Impl {
   std::size_t global_elements() const {
     return cfg.collective == PlanCollective::Allreduce
                ? cfg.count
-               : cfg.count * static_cast<std::size_t>(c->size);
+               : cfg.count * static_cast<std::size_t>(c->size);  // allgather, reduce-scatter
   }
 };
 
@@ -256,6 +261,7 @@ void Plan::Impl::prepare_device() {
   out_bytes = cfg.collective == PlanCollective::Allgather
                   ? in_bytes * static_cast<std::size_t>(c->size)
                   : in_bytes;
+  if (cfg.collective == PlanCollective::ReduceScatter) in_bytes *= static_cast<std::size_t>(c->size);
   auto cuda_failed = [&](cudaError_t e, const std::string& what) {
     cudaGetLastError();
     device_error = "device-memory plan: " + what + " failed on rank " + std::to_string(c->rank) +
@@ -310,7 +316,16 @@ void Plan::Impl::choose() {
     fail(ErrorCode::Unsupported, "plans reduce with sum or avg");
   const bool none = spec.kind == CodecKind::None;
   std::string name = a;
-  if (cfg.collective == PlanCollective::Allgather) {
+  if (cfg.collective == PlanCollective::ReduceScatter) {
+    if (a != "auto" && a != "dense")
+      fail(ErrorCode::InvalidArgument,
+           "reduce-scatter plans take algorithm auto or dense, not '" + a + "'");
+    if (a == "dense" && !none)
+      fail(ErrorCode::InvalidArgument, "algorithm dense sends uncompressed data: use codec none");
+    if (cfg.dtype != DType::Float32)
+      fail(ErrorCode::Unsupported, "reduce-scatter plans take float32");
+    name = none ? "dense" : "compressed-reduce-scatter";
+  } else if (cfg.collective == PlanCollective::Allgather) {
     if (a != "auto" && a != "dense")
       fail(ErrorCode::InvalidArgument, "allgather plans take algorithm auto or dense, not '" + a + "'");
     if (a == "dense" && !none)
@@ -332,6 +347,10 @@ void Plan::Impl::choose() {
     }
     if (is16 && !none)
       fail(ErrorCode::Unsupported, "float16/bfloat16 plans take codec none");
+  }
+  if (a == "auto" && cfg.collective == PlanCollective::Allreduce && cfg.dtype == DType::Float32 &&
+      (name == "sra" || name == "sparse-allgather")) {
+    decide_by_cost(name);
   }
   stats.algorithm = name;
   const bool device = cfg.memory == Memory::Device;
@@ -381,6 +400,8 @@ void Plan::Impl::choose() {
   try {
     if (cfg.collective == PlanCollective::Allgather) {
       algo = none ? coll::make_dense_allgather(*t, p) : coll::make_compressed_allgather(*t, p);
+    } else if (cfg.collective == PlanCollective::ReduceScatter) {
+      algo = coll::make_reduce_scatter(*t, p);
     } else if (name == "dense") {
       algo = coll::make_dense_allreduce(*t, p);
     } else if (name == "sra") {
@@ -406,6 +427,21 @@ void Plan::Impl::choose() {
     // Deterministic in the agreed configuration: every rank throws the same.
     fail(e.code(), e.what());
   }
+}
+
+// "auto" on a flat communicator: dense unless the cost model, from measured (or cached) and
+// agreed figures, predicts that compression pays (collectives/cost_model.hpp).
+void Plan::Impl::decide_by_cost(std::string& name) {
+  detail::Armed guard(c->watch, c->timeout_s, call);
+  const Codec codec(spec);
+  const coll::CostMeasurement m = coll::measure_costs(
+      c->comm, codec, [&](int rc, const char* what) { c->check_mpi(rc, call, what); });
+  const coll::CostDecision d = coll::decide_allreduce(m.in, name, codec, cfg.count, c->size);
+  name = d.algorithm;
+  stats.predicted_s = d.predicted_s;
+  stats.predicted_dense_s = d.dense_s;
+  stats.predicted_compressed_s = d.compressed_s;
+  stats.cost_source = m.source;
 }
 
 void Plan::Impl::check_run(const void* send, void* recv) {
@@ -508,11 +544,12 @@ void Plan::Impl::check_config() {
            "invalid dtype value " + std::to_string(static_cast<int>(cfg.dtype)));
   } else if (!is_valid(cfg.op)) {
     reject(ErrorCode::InvalidArgument, "invalid op value " + std::to_string(static_cast<int>(cfg.op)));
-  } else if (static_cast<int>(cfg.collective) != 0 && static_cast<int>(cfg.collective) != 1) {
+  } else if (static_cast<int>(cfg.collective) < 0 ||
+             static_cast<int>(cfg.collective) > static_cast<int>(PlanCollective::ReduceScatter)) {
     reject(ErrorCode::InvalidArgument, "invalid collective value " +
                                            std::to_string(static_cast<int>(cfg.collective)));
   } else if (cfg.count > kMaxPlanElements ||
-             (cfg.collective == PlanCollective::Allgather &&
+             (cfg.collective != PlanCollective::Allreduce &&
               cfg.count > kMaxPlanElements / static_cast<std::size_t>(c->size))) {
     reject(ErrorCode::InvalidArgument,
            "count " + std::to_string(cfg.count) + " is above what plans support (" +
@@ -772,10 +809,11 @@ void Plan::load_residual(const std::string& path) {
                          })[0];
   if (error[0] != 0)
     p.fail(ErrorCode::InvalidArgument, std::string("load_residual: ") + error.data());
-  // Allreduce: only the sum over ranks reaches the result, so the total is shared evenly by
-  // the ranks holding a full-range residual. Allgather: each element has one holder.
+  // Allreduce, reduce-scatter: only the sum over ranks reaches the result, so the total is
+  // shared evenly by the ranks holding a full-range residual. Allgather: each element has one
+  // holder.
   const double share =
-      p.cfg.collective == PlanCollective::Allreduce && holders > 0 ? 1.0 / holders : 1.0;
+      p.cfg.collective != PlanCollective::Allgather && holders > 0 ? 1.0 / holders : 1.0;
   for (auto& s : p.algo->slots) {
     for (std::size_t i = 0; i < s.length; ++i)
       s.data[i] = s.primary ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;

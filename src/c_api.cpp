@@ -304,11 +304,14 @@ gw_status_t gw_plan_create(gw_comm_t comm, const gw_plan_config_t* config, gw_pl
     auto& c = comm_of(comm);
     const auto& in = need(config, "config is NULL");
     need(out, "plan out-pointer is NULL") = nullptr;
-    if (in.collective != GW_PLAN_ALLREDUCE && in.collective != GW_PLAN_ALLGATHER)
-      throw CError{GW_INVALID_ARGUMENT, "collective is neither GW_PLAN_ALLREDUCE nor _ALLGATHER"};
+    if (in.collective != GW_PLAN_ALLREDUCE && in.collective != GW_PLAN_ALLGATHER &&
+        in.collective != GW_PLAN_REDUCE_SCATTER)
+      throw CError{GW_INVALID_ARGUMENT,
+                   "collective is not GW_PLAN_ALLREDUCE, _ALLGATHER or _REDUCE_SCATTER"};
     gradwire::PlanConfig cfg;
-    cfg.collective = in.collective == GW_PLAN_ALLREDUCE ? gradwire::PlanCollective::Allreduce
-                                                        : gradwire::PlanCollective::Allgather;
+    cfg.collective = in.collective == GW_PLAN_ALLREDUCE   ? gradwire::PlanCollective::Allreduce
+                     : in.collective == GW_PLAN_ALLGATHER ? gradwire::PlanCollective::Allgather
+                                                          : gradwire::PlanCollective::ReduceScatter;
     cfg.count = in.count;
     cfg.dtype = dt(in.dtype);
     cfg.op = rop(in.op);
@@ -386,6 +389,16 @@ gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv
     if (codec == nullptr) throw CError{GW_INVALID_ARGUMENT, "codec is NULL"};
     gradwire::allreduce_compressed(c, send, recv, count, dt(dtype), rop(op), codec,
                                    algorithm ? algorithm : "auto");
+  });
+}
+
+gw_status_t gw_plan_predicted(gw_plan_t plan, double* predicted_s, double* dense_s,
+                              double* compressed_s) {
+  return guarded("gw_plan_predicted", [&] {
+    const auto& s = need(plan, "plan handle is NULL").plan.stats();
+    if (predicted_s) *predicted_s = s.predicted_s;
+    if (dense_s) *dense_s = s.predicted_dense_s;
+    if (compressed_s) *compressed_s = s.predicted_compressed_s;
   });
 }
 

@@ -53,7 +53,7 @@ Desc describe(Coll c) {
     case Coll::ReduceScatter:
       return {"gw_reduce_scatter", "MPI_Reduce_scatter_block", "ncclReduceScatter",
               "bytes of the whole vector (each rank receives Size/P); busbw = algbw * (P-1)/P",
-              true, false};
+              true, true};
     case Coll::Bcast:
     default:
       return {"gw_bcast", "MPI_Bcast", "ncclBroadcast",
@@ -199,10 +199,15 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
     bad = codec_spec_error(c);
     if (!bad.empty()) break;
     if (c.dense()) continue;
+    if (coll == Coll::ReduceScatter && gradwire::parse_codec(c.spec).sparse()) {
+      bad = "--codec " + c.label + ": reduce-scatter plans take dense codecs (none, fp16, bf16, "
+            "q1-q8, sign)";
+      break;
+    }
     if (!d.plans) {
       bad = "--codec " + c.label + ": " + d.name +
-            " runs the dense engine collective only; compressed plans exist for gw_allreduce "
-            "and gw_allgather";
+            " runs the dense engine collective only; compressed plans exist for gw_allreduce, "
+            "gw_allgather and gw_reduce_scatter";
       break;
     }
   }
@@ -318,6 +323,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       row.base_us = b.avg_us;
       row.codec = c.label;
       row.algorithm = h.baseline;
+      row.set_spread(spread(g.times_us));
       return row;
     };
 
@@ -381,8 +387,9 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
         continue;
       }
       gradwire::PlanConfig cfg;
-      cfg.collective = coll == Coll::Allgather ? gradwire::PlanCollective::Allgather
-                                               : gradwire::PlanCollective::Allreduce;
+      cfg.collective = coll == Coll::Allgather       ? gradwire::PlanCollective::Allgather
+                       : coll == Coll::ReduceScatter ? gradwire::PlanCollective::ReduceScatter
+                                                     : gradwire::PlanCollective::Allreduce;
       cfg.count = s.count;
       cfg.dtype = t;
       cfg.op = args.op;
@@ -414,6 +421,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       row.transfer_us = mean_over_ranks(xfer / n * 1e6, comm.mpi_comm());
       row.decode_us = mean_over_ranks(dec / n * 1e6, comm.mpi_comm());
       row.algorithm = plan.stats().algorithm;
+      if (plan.stats().predicted_s > 0) row.predicted_us = plan.stats().predicted_s * 1e6;
       if (args.validate) {
         // One step from a clean residual: the error of a single compressed call.
         plan.reset_residual();

@@ -291,6 +291,7 @@ int run(int argc, char** argv, P2P kind, int rank, int P) {
       row.min_us = g.min_us / per;
       row.max_us = g.max_us / per;
       row.iterations = g.iterations;
+      row.set_spread(spread(g.times_us, per));
       row.base_us = b.avg_us / per;
       row.algbw = row.avg_us > 0 ? static_cast<double>(bytes) / (row.avg_us * 1e3) : 0;
       row.busbw = row.algbw;

@@ -59,6 +59,7 @@ void Report::begin() {
   if (args_.full) std::printf("%18s%18s%12s", "Min Latency(us)", "Max Latency(us)", "Iterations");
   std::printf("%14s%14s%14s%18s%10s", "algbw(GB/s)", "busbw(GB/s)", "Wire(B)",
               header_.bandwidth ? "Base BW (MB/s)" : "Base Latency(us)", "vs_base");
+  std::printf("%12s%12s%12s%8s", "p50(us)", "p95(us)", "p99(us)", "CV(%)");
   if (args_.validate) std::printf("%12s", "Validation");
   std::printf("  %s\n", "Codec");
   std::fflush(stdout);
@@ -79,6 +80,7 @@ void Report::row(const Row& r) {
               header_.bandwidth ? (r.base_us > 0 ? static_cast<double>(r.bytes) / r.base_us : 0)
                                 : r.base_us,
               vs);
+  std::printf("%12.2f%12.2f%12.2f%8.1f", r.p50_us, r.p95_us, r.p99_us, r.cv_pct);
   if (args_.validate) std::printf("%12s", r.validation.c_str());
   std::printf("  %s\n", r.codec.c_str());
   std::fflush(stdout);
@@ -89,7 +91,9 @@ void Report::row(const Row& r) {
                  "\"avg_us\":%s,\"min_us\":%s,\"max_us\":%s,\"iterations\":%d,"
                  "\"algbw\":%s,\"busbw\":%s,\"wire_bytes\":%zu,\"base\":\"%s\",\"base_us\":%s,"
                  "\"vs_base\":%s,\"paired_vs_base\":%s,\"validation\":\"%s\",\"max_rel_err\":%s,"
-                 "\"encode_us\":%s,\"transfer_us\":%s,\"decode_us\":%s,\"blocking\":%d}\n",
+                 "\"encode_us\":%s,\"transfer_us\":%s,\"decode_us\":%s,\"blocking\":%d,"
+                 "\"p50_us\":%s,\"p95_us\":%s,\"p99_us\":%s,\"stdev_us\":%s,\"cv_pct\":%s,"
+                 "\"predicted_us\":%s}\n",
                  header_.benchmark.c_str(), esc(r.codec).c_str(), esc(r.algorithm).c_str(),
                  header_.backend.c_str(), header_.memory.c_str(),
                  std::string(gradwire::dtype_name(args_.dtype)).c_str(), header_.ranks,
@@ -97,7 +101,9 @@ void Report::row(const Row& r) {
                  num(r.max_us).c_str(), r.iterations, num(r.algbw).c_str(), num(r.busbw).c_str(),
                  r.wire, header_.baseline.c_str(), num(r.base_us).c_str(), num(vs).c_str(),
                  num(r.paired_vs_base).c_str(), esc(r.validation).c_str(), num(r.max_rel_err).c_str(), num(r.encode_us).c_str(),
-                 num(r.transfer_us).c_str(), num(r.decode_us).c_str(), args_.blocking ? 1 : 0);
+                 num(r.transfer_us).c_str(), num(r.decode_us).c_str(), args_.blocking ? 1 : 0,
+                 num(r.p50_us).c_str(), num(r.p95_us).c_str(), num(r.p99_us).c_str(),
+                 num(r.stdev_us).c_str(), num(r.cv_pct).c_str(), num(r.predicted_us).c_str());
     std::fflush(json_);
   }
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "args.hpp"
+#include "timing.hpp"
 
 namespace gwbench {
 
@@ -39,6 +40,16 @@ struct Row {
   std::string algorithm;        // the algorithm that ran ("MPI_Allreduce", "sra", ...)
   double paired_vs_base = NAN;  // dense paths: median over rounds of base/gradwire (JSON)
   double encode_us = NAN, transfer_us = NAN, decode_us = NAN;  // plans: last call's split
+  double predicted_us = NAN;    // "auto" plans: the cost model's prediction (JSON)
+  // Per-call spread (timing.hpp: spread), nccl-tests' names in the JSON.
+  double p50_us = NAN, p95_us = NAN, p99_us = NAN, stdev_us = NAN, cv_pct = NAN;
+  void set_spread(const Spread& s) {
+    p50_us = s.p50_us;
+    p95_us = s.p95_us;
+    p99_us = s.p99_us;
+    stdev_us = s.stdev_us;
+    cv_pct = s.cv_pct;
+  }
 };
 
 class Report {

@@ -24,6 +24,7 @@ grep -q "^# Backend: .* Memory: .* Datatype: .* Op: " "$out" || fail "header lin
 grep -q "^# Ranks: 2 " "$out" || fail "ranks line missing"
 grep -q "^# Size .*\(Avg Latency(us)\|Bandwidth (MB/s)\).*busbw(GB/s).*Wire(B).*vs_base.*Validation" "$out" \
   || fail "column titles missing"
+grep -q "^# Size .*vs_base *p50(us) *p95(us) *p99(us) *CV(%)" "$out" || fail "percentile columns missing"
 grep -q "^# Avg bus bandwidth" "$out" || fail "footer missing"
 # Rows: Size and a number first (what an OSU parser reads), Pass in the validation column.
 rows=$(grep -c "^[0-9]" "$out")
@@ -31,6 +32,15 @@ rows=$(grep -c "^[0-9]" "$out")
 awk '/^[0-9]/ { if ($2 !~ /^[0-9.]+$/) bad = 1 } END { exit bad }' "$out" || fail "non-numeric latency"
 if grep "^[0-9]" "$out" | grep -q "Fail"; then fail "validation failed"; fi
 [ "$(wc -l <"$json")" -eq "$rows" ] || fail "JSON records != rows"
+# Per-call spread under nccl-tests' names: numbers, ordered p50 <= p95 <= p99, cv >= 0.
+awk '{
+  for (k = 1; k <= 4; k++) v[k] = "";
+  if (match($0, /"p50_us":[0-9.e+-]+/)) v[1] = substr($0, RSTART + 9, RLENGTH - 9) + 0;
+  if (match($0, /"p95_us":[0-9.e+-]+/)) v[2] = substr($0, RSTART + 9, RLENGTH - 9) + 0;
+  if (match($0, /"p99_us":[0-9.e+-]+/)) v[3] = substr($0, RSTART + 9, RLENGTH - 9) + 0;
+  if (match($0, /"cv_pct":[0-9.e+-]+/)) v[4] = substr($0, RSTART + 9, RLENGTH - 9) + 0;
+  if (v[1] == "" || v[2] == "" || v[3] == "" || v[4] == "" || v[1] > v[2] || v[2] > v[3] || v[4] < 0) bad = 1
+} END { exit bad }' "$json" || fail "JSON p50_us/p95_us/p99_us/cv_pct missing or out of order"
 # A lossy codec's validation column is its error, a number.
 if grep "^[0-9]" "$out" | awk '$NF != "none"' | grep -q .; then
   grep "^[0-9]" "$out" | awk '$NF != "none" && $(NF-1) !~ /^[0-9.e+-]+$/ { bad = 1 } END { exit bad }' \

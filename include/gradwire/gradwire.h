@@ -152,12 +152,14 @@ gw_status_t gw_request_free(gw_request_t* req);
 typedef enum gw_plan_collective {
   GW_PLAN_ALLREDUCE = 0,
   GW_PLAN_ALLGATHER = 1,
+  /* send: count * size elements; recv: this rank's block of count (float32 only) */
+  GW_PLAN_REDUCE_SCATTER = 2,
   GW_PLAN_COLLECTIVE_MAX_ENUM_ = 0x7fffffff
 } gw_plan_collective_t;
 
 typedef struct gw_plan_config {
   gw_plan_collective_t collective; /* default GW_PLAN_ALLREDUCE */
-  size_t count;                    /* allreduce: elements; allgather: elements per rank */
+  size_t count;                    /* allreduce: elements; allgather, reduce-scatter: per rank */
   gw_dtype_t dtype;                /* GW_FLOAT32 (default), GW_FLOAT16, GW_BFLOAT16 */
   gw_op_t op;                      /* GW_SUM (default) or GW_AVG */
   const char* codec;               /* codec spec, e.g. "q4"; NULL means "none" */
@@ -192,6 +194,11 @@ gw_status_t gw_plan_load_residual(gw_plan_t plan, const char* path);
 gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv, size_t count,
                                     gw_dtype_t dtype, gw_op_t op, const char* codec,
                                     const char* algorithm);
+/* The cost model's predictions for an "auto" plan (seconds; all 0 where the model did not
+ * run), beside the measured total_s of gw_plan_stats. Any out-pointer may be NULL.
+ * A separate call so that gw_plan_stats_t keeps its layout. */
+gw_status_t gw_plan_predicted(gw_plan_t plan, double* predicted_s, double* dense_s,
+                              double* compressed_s);
 
 #ifdef __cplusplus
 } /* extern "C" */

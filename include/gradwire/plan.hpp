@@ -19,15 +19,18 @@
 
 namespace gradwire {
 
-enum class PlanCollective { Allreduce, Allgather };
+// ReduceScatter (sharded training, ZeRO / FSDP): send holds count * size elements, rank r
+// receives block r (count elements) of the reduced vector.
+enum class PlanCollective { Allreduce, Allgather, ReduceScatter };
 
 struct PlanConfig {
   PlanCollective collective = PlanCollective::Allreduce;
-  std::size_t count = 0;            // allreduce: elements; allgather: elements per rank
+  std::size_t count = 0;            // allreduce: elements; allgather, reduce-scatter: per rank
   DType dtype = DType::Float32;     // Float32, Float16 or BFloat16
   ReduceOp op = ReduceOp::Sum;      // Sum or Avg
   std::string codec = "none";       // a codec spec (docs/codecs.md)
-  // "auto", "dense" (engine allreduce), "sra" (scatter-reduce-allgather), "shared-grid"
+  // "auto" (measured cost model: dense unless compression pays), "dense" (engine allreduce),
+  // "sra" (scatter-reduce-allgather), "shared-grid"
   // (integer reduce on a common grid), "sparse-allgather", "hier" (dense in the node,
   // compressed among node leaders). docs/compressed-collectives.md gives each one's bound.
   std::string algorithm = "auto";
@@ -52,6 +55,13 @@ struct PlanStats {
   int cuda_aware_mpi = -1;
   double stage_s = 0;  // device plans: copies between device and pinned buffers and waits for
                        // them (part of total_s; run_on_stream does not wait for the copy back)
+  // "auto" allreduce plans with a codec (float32, not hier): the cost model's predictions,
+  // fixed at construction, to set beside the measured total_s (docs/compressed-collectives.md,
+  // "Cost model"). All 0 and cost_source "" where the model did not run.
+  double predicted_s = 0;             // of the algorithm chosen
+  double predicted_dense_s = 0;       // of the engine's dense allreduce
+  double predicted_compressed_s = 0;  // of the compressed algorithm (sra, sparse-allgather)
+  std::string cost_source;            // "link:<src> codec:<src>", src = probe|memory|cache-file
 };
 
 class Plan {
@@ -64,7 +74,8 @@ class Plan {
   Plan& operator=(Plan&&) noexcept;
 
   // Allreduce plans: recv may equal send. Allgather plans: send holds count elements, recv
-  // count * size, rank r's block at r * count.
+  // count * size, rank r's block at r * count. Reduce-scatter plans: send holds count * size
+  // elements (block j at j * count), recv count (may lie inside send).
   //
   // Memory::Device plans (CUDA builds): run_on_stream copies send to the plan's pinned buffer
   // on cuda_stream (a cudaStream_t; null: the default stream), waits for the stream (bounded by

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <string>
 
+#include "codec/rounding_words.hpp"
 #include "gradwire/error.hpp"
-#include "math/philox.hpp"
 #include "math/quant.hpp"
 
 namespace gradwire::grid {
@@ -47,15 +47,26 @@ void quantize(const float* x, std::size_t n, std::uint32_t bucket, const float* 
     throw Error(ErrorCode::InvalidArgument, "grid: levels must be in [1, 2^24)");
   }
   const float lf = static_cast<float>(levels);
+  // The random words of up to 256 elements at a time from the codec's vector Philox (four
+  // words per block): the same bits as math::philox_word per element, a fraction of the work.
+  alignas(64) std::uint32_t r[detail::kRoundingWords];
   for (std::size_t s = 0, b = 0; s < n; s += bucket, ++b) {
     const std::size_t m = n - s < bucket ? n - s : bucket;
     const math::Grid g = grid_of(lo[b], hi[b], levels);
-    for (std::size_t i = 0; i < m; ++i) {
-      const float t = math::grid_position(x[s + i], g, lf);
-      q[s + i] = round == Rounding::Stochastic
-                     ? math::round_stochastic(t, math::philox_word(seed, step, math::Stream::Rounding,
-                                                                   global_offset + s + i))
-                     : math::round_nearest(t);
+    for (std::size_t c = 0; c < m; c += detail::kRoundingChunk) {
+      const std::uint32_t k =
+          static_cast<std::uint32_t>(m - c < detail::kRoundingChunk ? m - c : detail::kRoundingChunk);
+      const float* xs = x + s + c;
+      std::uint32_t* qs = q + s + c;
+      if (round == Rounding::Stochastic) {
+        const std::uint64_t g0 = global_offset + s + c;
+        detail::rounding_words(seed, step, g0, k, r);
+        const std::uint32_t* w = r + (g0 & 3u);
+        for (std::uint32_t i = 0; i < k; ++i)
+          qs[i] = math::round_stochastic(math::grid_position(xs[i], g, lf), w[i]);
+      } else {
+        for (std::uint32_t i = 0; i < k; ++i) qs[i] = math::round_nearest(math::grid_position(xs[i], g, lf));
+      }
     }
   }
 }

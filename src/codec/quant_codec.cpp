@@ -13,6 +13,7 @@
 #include "codec/elements.hpp"
 #include "codec/isa.hpp"
 #include "codec/pack.hpp"
+#include "codec/rounding_words.hpp"
 #include "gradwire/error.hpp"
 #include "math/philox.hpp"
 #include "math/quant.hpp"
@@ -662,6 +663,13 @@ void decode_sign(const CodecSpec& s, const std::byte* body, std::size_t count, D
     using T = std::remove_pointer_t<decltype(out)>;
     unsign_slice<decltype(add)::value, T>(s, body, payload, count, out);
   });
+}
+
+static_assert(kRoundingChunk == kChunk && kRoundingWords == kRandWords);
+
+void rounding_words(std::uint64_t seed, std::uint64_t step, std::uint64_t g0, std::uint32_t n,
+                    std::uint32_t* r) {
+  fill_random(kernel_level(), seed, step, g0, n, r);
 }
 
 }  // namespace gradwire::detail

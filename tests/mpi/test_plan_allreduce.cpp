@@ -218,7 +218,12 @@ TEST(PlanAllreduce, HierarchicalWithinBound) {
   cfg.codec = "q4";
   Plan plan(comm, cfg);
   const bool expect_hier = comm.node_count() > 1 && comm.node_count() < comm.size();
-  EXPECT_EQ(plan.stats().algorithm, expect_hier ? "hier" : "sra");
+  // One node: "auto" asks the cost model (dense or sra); several: hier, by rule.
+  if (expect_hier) {
+    EXPECT_EQ(plan.stats().algorithm, "hier");
+  } else {
+    EXPECT_TRUE(plan.stats().algorithm == "sra" || plan.stats().algorithm == "dense");
+  }
 }
 
 TEST(PlanAllreduce, DenseSixteenBitGoesThroughTheEngine) {
@@ -379,6 +384,7 @@ TEST(PlanAllreduce, StatsNameTheAlgorithmAndCountWireBytes) {
   PlanConfig cfg;
   cfg.count = n;
   cfg.codec = "q4";
+  cfg.algorithm = "sra";  // "auto" asks the cost model, which may pick dense here
   Plan plan(comm, cfg);
   plan.run(x.data(), out.data());
   const gradwire::PlanStats& s = plan.stats();
