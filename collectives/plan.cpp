@@ -432,6 +432,7 @@ void Plan::Impl::choose() {
 // "auto" on a flat communicator: dense unless the cost model, from measured (or cached) and
 // agreed figures, predicts that compression pays (collectives/cost_model.hpp).
 void Plan::Impl::decide_by_cost(std::string& name) {
+  detail::bounded_arrival(*c, call);  // the probe's blocking calls then meet no late peer
   detail::Armed guard(c->watch, c->timeout_s, call);
   const Codec codec(spec);
   const coll::CostMeasurement m = coll::measure_costs(
@@ -750,9 +751,10 @@ std::string read_residual(const std::string& path, PlanCollective want, std::siz
            " residual file; this gradwire reads version " + std::to_string(kFileVersion) +
            " (with a checksum): save it again";
   }
-  if (coll > 1 || coll != static_cast<std::uint32_t>(want) || count != n) {
+  const auto last = static_cast<std::uint32_t>(PlanCollective::ReduceScatter);
+  if (coll > last || coll != static_cast<std::uint32_t>(want) || count != n) {
     return "'" + path + "' holds " + std::to_string(count) + " elements of a " +
-           (coll > 1 ? "?" : collective_name(static_cast<PlanCollective>(coll))) +
+           (coll > last ? "?" : collective_name(static_cast<PlanCollective>(coll))) +
            " plan; this plan has " + std::to_string(n) + " of an " + collective_name(want) +
            " plan";
   }

@@ -27,4 +27,12 @@ std::vector<std::byte> bounded(Communicator::Impl& c, const CallInfo& call, cons
   return std::move(st->temp);
 }
 
+void bounded_arrival(Communicator::Impl& c, const CallInfo& call) {
+  const MPI_Comm comm = c.comm;
+  for (int round = 0; round < 2; ++round) {
+    bounded(c, call, "MPI_Ibarrier", {},
+            [comm](void*, MPI_Request* r) { return MPI_Ibarrier(comm, r); });
+  }
+}
+
 }  // namespace gradwire::detail

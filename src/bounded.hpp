@@ -23,6 +23,13 @@ std::vector<std::byte> bounded(Communicator::Impl& c, const CallInfo& call, cons
                                std::vector<std::byte> data,
                                const std::function<int(void* buf, MPI_Request* req)>& start);
 
+// Every rank of c's communicator has arrived at this call, within the deadline and policy: for
+// a step that cannot be given a deadline of its own (MPI_Comm_split, a blocking probe), which
+// then runs under the watchdog knowing that no peer is late. Two barrier rounds: a rank whose
+// first round timed out never posts the second, so the ranks that came late (their first round
+// matched its abandoned one) time out in the second instead of in the unbounded step.
+void bounded_arrival(Communicator::Impl& c, const CallInfo& call);
+
 // Typed convenience: a vector of T in, the result out.
 template <class T>
 std::vector<T> bounded_of(Communicator::Impl& c, const CallInfo& call, const char* what,

@@ -345,13 +345,7 @@ Communicator Communicator::split(int color, int key) const {
   // the deadline and the policy), then the split, which every rank has reached, runs under the
   // watchdog; the sub-communicator's rendezvous gets the same deadline.
   c.board.enter(detail::ProgressBoard::Dense);
-  const MPI_Comm comm = c.comm;
-  detail::bounded(c, call, "MPI_Ibarrier", {},
-                  [comm](void*, MPI_Request* r) { return MPI_Ibarrier(comm, r); });
-  // A rank whose barrier timed out never posts this second round, so the ranks that came late
-  // (their barrier matched its abandoned one) time out here instead of in MPI_Comm_split.
-  detail::bounded(c, call, "MPI_Ibarrier", {},
-                  [comm](void*, MPI_Request* r) { return MPI_Ibarrier(comm, r); });
+  detail::bounded_arrival(c, call);
   MPI_Comm sub = MPI_COMM_NULL;
   {
     detail::Armed guard(c.watch, c.timeout_s, call);
