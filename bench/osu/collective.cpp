@@ -230,8 +230,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
     made = std::make_unique<gradwire::Communicator>(MPI_COMM_WORLD, o);
   } catch (const gradwire::Error& e) {
     if (!device || e.code() == gradwire::ErrorCode::Timeout) throw;
-    if (rank == 0) std::fprintf(stderr, "%s: skipped: -d cuda: %s
-", d.name, e.what());
+    if (rank == 0) std::fprintf(stderr, "%s: skipped: -d cuda: %s\n", d.name, e.what());
     return kSkip;
   }
   gradwire::Communicator& comm = *made;
