@@ -164,7 +164,8 @@ int lowest_failed_rank(Communicator::Impl& c, const CallInfo& call, bool failed,
 void setup(Communicator::Impl& c, const CallInfo& call) {
   // 1. Every rank says whether it can take part and which GPU it would use.
   const Probe mine = probe(c);
-  std::vector<std::byte> send(sizeof(Probe)), recv(sizeof(Probe) * static_cast<std::size_t>(c.size));
+  std::vector<std::byte> send(sizeof(Probe));
+  std::vector<std::byte> recv(sizeof(Probe) * static_cast<std::size_t>(c.size));
   std::memcpy(send.data(), &mine, sizeof mine);
   MPI_Request req = MPI_REQUEST_NULL;
   c.check_mpi(MPI_Iallgather(send.data(), sizeof(Probe), MPI_BYTE, recv.data(), sizeof(Probe),
@@ -243,7 +244,8 @@ void inherit_device(Communicator::Impl& parent, Communicator::Impl& child, int c
   std::string error;
   // key = the rank MPI_Comm_split gave: NCCL then orders the ranks exactly as MPI did.
   auto backend = parent.device->split(child, color, child.rank, child.init_timeout_s, error);
-  const int bad = lowest_failed_rank(child, call, backend == nullptr, "the agreement on ncclCommSplit");
+  const int bad =
+      lowest_failed_rank(child, call, backend == nullptr, "the agreement on ncclCommSplit");
   if (bad >= 0) {
     if (backend) backend->abort();
     child.device_failure = "device setup failed: ncclCommSplit from the parent's NCCL "

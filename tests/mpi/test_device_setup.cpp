@@ -106,7 +106,8 @@ TEST(DeviceSetup, HostWorkNeverSetsUpTheDevice) {
 // same error; later device calls repeat it at once, without a second setup.
 TEST(DeviceSetup, UnavailableDeviceIsOneAgreedErrorAndHostWorkGoesOn) {
   if (GRADWIRE_HAVE_NCCL && gwtest::gpu_on_every_rank())
-    GTEST_SKIP() << "every rank sees a GPU: the device can be set up here (see the GPU tests)";
+    GTEST_SKIP() << "every rank sees a GPU: the GPU tests (DeviceSetupGpu, DeviceSetupShared) "
+                    "cover this";
   Options eager;
   eager.device_setup = Options::DeviceSetup::Eager;
   const Caught at_construction = catch_error([&] { Communicator c(MPI_COMM_WORLD, eager); });
@@ -117,8 +118,9 @@ TEST(DeviceSetup, UnavailableDeviceIsOneAgreedErrorAndHostWorkGoesOn) {
   host_allreduce_works(comm);
   const std::uint64_t before = gradwire::detail::device_setups_started();
   std::vector<float> x(8, 1.0f);
-  const Caught first = catch_error(
-      [&] { comm.allreduce(x.data(), x.data(), 8, DType::Float32, ReduceOp::Sum, Memory::Device); });
+  const Caught first = catch_error([&] {
+    comm.allreduce(x.data(), x.data(), 8, DType::Float32, ReduceOp::Sum, Memory::Device);
+  });
   EXPECT_TRUE(first.thrown);
   EXPECT_EQ(first.code, ErrorCode::Unsupported) << first.message;
   const std::string cause = from(first.message, "device setup failed: not possible on ");
@@ -182,7 +184,8 @@ TEST_F(DeviceSetupGpu, HundredCommunicatorsWithADeviceCallEach) {
   for (int i = 0; i < 100; ++i) {
     Communicator comm(MPI_COMM_WORLD);
     EXPECT_FALSE(comm.has_device());
-    const Caught e = catch_error([&] { EXPECT_TRUE(device_sum_is_exact(comm, i)) << "communicator " << i; });
+    const Caught e =
+        catch_error([&] { EXPECT_TRUE(device_sum_is_exact(comm, i)) << "communicator " << i; });
     ASSERT_FALSE(e.thrown) << "communicator " << i << ": " << e.message;
     ASSERT_TRUE(comm.has_device()) << "communicator " << i;
     if (i % 10 == 9) comm.finalize();  // the explicit path frees the same way
