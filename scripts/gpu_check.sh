@@ -70,6 +70,9 @@ elif ! command -v mpirun >/dev/null 2>&1; then
 fi
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export GRADWIRE_TIMEOUT=${GRADWIRE_TIMEOUT:-60} GRADWIRE_INIT_TIMEOUT=${GRADWIRE_INIT_TIMEOUT:-60}
+# The suite's per-test hang guard: the 100-communicator loop makes 100 NCCL communicators.
+export GW_TEST_TIMEOUT=${GW_TEST_TIMEOUT:-300}
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}  # NCCL's own warnings land in the logs
 first_gpu=$(nvidia-smi --query-gpu=index --format=csv,noheader | head -1)
 
 # --- checks -----------------------------------------------------------------------------
@@ -130,7 +133,7 @@ out=${GW_GPU_CHECK_SUMMARY:-$build/gpu-check-summary.md}
   echo "- GPU: $gpu_name ($gpus visible); driver $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)"
   echo "- source: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo ' (with local changes)')"
   echo "- build: $build; MPI: $("$mpirun" --version 2>/dev/null | head -1)"
-  echo "- GRADWIRE_TIMEOUT=$GRADWIRE_TIMEOUT GRADWIRE_INIT_TIMEOUT=$GRADWIRE_INIT_TIMEOUT; logs in $logdir"
+  echo "- GRADWIRE_TIMEOUT=$GRADWIRE_TIMEOUT GRADWIRE_INIT_TIMEOUT=$GRADWIRE_INIT_TIMEOUT GW_TEST_TIMEOUT=$GW_TEST_TIMEOUT NCCL_DEBUG=$NCCL_DEBUG; logs in $logdir"
   echo
   echo "| step | command / condition | outcome | time |"
   echo "|---|---|---|---|"
