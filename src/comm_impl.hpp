@@ -28,11 +28,15 @@ struct Communicator::Impl {
   int rank = 0, size = 1, local_rank = 0, local_size = 1, node = 0, node_count = 1;
   double rendezvous_s = 0;
   double timeout_s = 300;
+  double init_timeout_s = 300;  // rendezvous and device setup (GRADWIRE_INIT_TIMEOUT)
   OnTimeout policy = OnTimeout::Abort;
   Options options;
   bool finalized = false;
   bool cuda_present = false;  // the CUDA runtime sees a device on this host
-  std::unique_ptr<detail::DeviceBackend> device;
+  std::unique_ptr<detail::DeviceBackend> device;  // made lazily (src/device_setup.hpp)
+  // Why the device setup failed, agreed by every rank; later device calls fail with it at once.
+  std::string device_failure;
+  ErrorCode device_failure_code = ErrorCode::Internal;
   // Collectives whose blocking call timed out with OnTimeout::Return: MPI may still use their
   // buffers, so they live until the communicator does.
   std::vector<std::unique_ptr<Request::State>> orphans;

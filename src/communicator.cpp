@@ -7,12 +7,10 @@
 #include "check.hpp"
 #include "config.hpp"
 #include "device_backend.hpp"
+#include "device_setup.hpp"
 #include "gradwire/config.hpp"
 #include "request_state.hpp"
 #include "transport/mpi_dense.hpp"
-#if GRADWIRE_HAVE_NCCL
-#include "transport/nccl_backend.hpp"
-#endif
 
 namespace gradwire {
 
@@ -73,6 +71,7 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
   } catch (const Error& e) {
     config_error = e.what();
   }
+  init_timeout_s = init_timeout;
 
   const double t0 = MPI_Wtime();
   try {
@@ -116,13 +115,17 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
     throw;
   }
   cuda_present = detail::cuda_device_present();
-#if GRADWIRE_HAVE_NCCL
-  // Every rank must agree whether NCCL is made, or ncclCommInitRank would wait forever.
-  int all_have_gpu = cuda_present ? 1 : 0;
-  check_mpi(MPI_Allreduce(MPI_IN_PLACE, &all_have_gpu, 1, MPI_INT, MPI_MIN, comm), call,
-            "MPI_Allreduce");
-  if (all_have_gpu) device = detail::make_nccl_backend(*this, o.device, init_timeout);
-#endif
+  // The NCCL communicator waits for the first device-memory call (device_setup.hpp), so host
+  // work never depends on the GPUs; Eager makes it here, and a failure fails the constructor.
+  if (o.device_setup == Options::DeviceSetup::Eager) {
+    call.collective = "device setup (Options::device_setup = Eager)";
+    try {
+      detail::ensure_device(*this, call);
+    } catch (...) {
+      release();  // the destructor does not run for a constructor that throws
+      throw;
+    }
+  }
   rendezvous_s = MPI_Wtime() - t0;
 }
 
@@ -268,12 +271,8 @@ void check_op(const Impl& c, const CallInfo& call, ReduceOp op) {
 bool on_device(Impl& c, const CallInfo& call, Memory mem, const void* p) {
   if (mem == Memory::Host) return false;
   const bool device = mem == Memory::Device || (c.cuda_present && detail::is_device_pointer(p));
-  if (device && !c.device) {
-    c.fail(ErrorCode::Unsupported, call,
-           GRADWIRE_HAVE_NCCL ? "device buffer, but this communicator has no NCCL communicator "
-                                "(not every rank sees a GPU)"
-                              : "device buffer, but gradwire was built without NCCL");
-  }
+  // Collective, like the call itself: the first device call makes the NCCL communicator.
+  if (device) detail::ensure_device(c, call);
   return device;
 }
 
@@ -327,6 +326,13 @@ double Communicator::rendezvous_seconds() const { return impl().rendezvous_s; }
 bool Communicator::has_device() const { return impl().device != nullptr; }
 int Communicator::device() const { return impl().device ? impl().device->device() : -1; }
 double Communicator::timeout_seconds() const { return impl().timeout_s; }
+void Communicator::setup_device() {
+  Impl& c = impl();
+  CallInfo call;
+  call.collective = "setup_device";
+  call.has_data = false;
+  detail::ensure_device(c, call);
+}
 OnTimeout Communicator::on_timeout() const { return impl().policy; }
 void Communicator::set_on_timeout(OnTimeout policy) { impl().policy = policy; }
 
@@ -356,12 +362,15 @@ Communicator Communicator::split(int color, int key) const {
   o.init_timeout_s = c.timeout_s;
   o.check = c.checked ? 1 : 0;
   o.on_timeout = c.policy == OnTimeout::Abort ? Options::Policy::Abort : Options::Policy::Return;
+  o.device_setup = Options::DeviceSetup::Lazy;  // inherit_device decides, below
   try {
     Communicator result(sub, o);
     MPI_Comm_free(&sub);
+    detail::inherit_device(c, *result.impl_, color,
+                           c.options.device_setup == Options::DeviceSetup::Eager, call);
     return result;
   } catch (...) {
-    MPI_Comm_free(&sub);
+    if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
     throw;
   }
 }

@@ -4,13 +4,12 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 
 #include "call_info.hpp"
+#include "gradwire/communicator.hpp"
+#include "gradwire/error.hpp"
 #include "gradwire/types.hpp"
-
-namespace gradwire {
-struct Options;
-}
 
 namespace gradwire::detail {
 
@@ -32,6 +31,17 @@ class DeviceBackend {
   virtual void release_event(void* event) noexcept = 0;
   virtual void abort() noexcept = 0;  // ncclCommAbort: unblocks a hung device collective
   virtual int device() const noexcept = 0;
+  // The backend of a sub-communicator `child` (ncclCommSplit from this one): collective over
+  // this backend's ranks, bounded by `timeout_s`. Never throws: null and `error` on failure.
+  virtual std::unique_ptr<DeviceBackend> split(Communicator::Impl& child, int color, int key,
+                                               double timeout_s, std::string& error) noexcept = 0;
+};
+
+// Why one step of the device setup failed on this rank (empty cause: it did not).
+struct DeviceProblem {
+  ErrorCode code = ErrorCode::Internal;
+  std::string cause;
+  bool ok() const noexcept { return cause.empty(); }
 };
 
 // Whether the CUDA runtime sees a device here (false in builds without CUDA).

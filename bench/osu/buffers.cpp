@@ -30,6 +30,19 @@ void cuda_check(cudaError_t e, const char* what) {
 void nccl_check(ncclResult_t e, const char* what) {
   if (e != ncclSuccess) throw std::runtime_error(std::string(what) + ": " + ncclGetErrorString(e));
 }
+// The baseline's NCCL communicator is non-blocking, like gradwire's: NCCL rejects blocking and
+// non-blocking communicators in one group, so one process keeps to one kind. A call that
+// answers ncclInProgress is polled until it is enqueued (or 300 s pass) before the next one.
+ncclResult_t nccl_wait(ncclComm_t c, ncclResult_t r) {
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+  while (r == ncclInProgress && std::chrono::steady_clock::now() < limit) {
+    if (ncclCommGetAsyncError(c, &r) != ncclSuccess) return ncclInternalError;
+  }
+  return r;
+}
+void nccl_settle(ncclComm_t c, ncclResult_t r, const char* what) {
+  nccl_check(nccl_wait(c, r), what);
+}
 ncclDataType_t nccl_type(gradwire::DType t) {
   switch (t) {
     case gradwire::DType::Float32: return ncclFloat32;
@@ -177,9 +190,12 @@ Engine::Engine(MPI_Comm world, const std::string& backend, bool device) {
     cudaStream_t s;
     cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
     stream_ = s;
-    ncclComm_t c;
-    nccl_check(ncclCommInitRank(&c, size, id, rank), "ncclCommInitRank");
+    ncclComm_t c = nullptr;
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    const ncclResult_t r = ncclCommInitRankConfig(&c, size, id, rank, &config);
     nccl_comm_ = c;
+    nccl_settle(c, r, "ncclCommInitRankConfig");
   }
 #else
   if (nccl_) throw std::runtime_error("--backend nccl in a build without NCCL");
@@ -188,7 +204,14 @@ Engine::Engine(MPI_Comm world, const std::string& backend, bool device) {
 
 Engine::~Engine() {
 #if GRADWIRE_HAVE_NCCL
-  if (nccl_comm_) ncclCommDestroy(static_cast<ncclComm_t>(nccl_comm_));
+  if (nccl_comm_) {  // finalize, wait until quiescent, destroy; abort on an error
+    auto c = static_cast<ncclComm_t>(nccl_comm_);
+    if (nccl_wait(c, ncclCommFinalize(c)) == ncclSuccess) {
+      ncclCommDestroy(c);
+    } else {
+      ncclCommAbort(c);
+    }
+  }
   if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 #endif
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
@@ -199,7 +222,7 @@ Engine::~Engine() {
   do {                                                                                     \
     auto gw_comm = static_cast<ncclComm_t>(nccl_comm_);                                    \
     auto gw_stream = static_cast<cudaStream_t>(stream_);                                   \
-    nccl_check(expr, #expr);                                                               \
+    nccl_settle(gw_comm, expr, #expr);                                                     \
     cuda_check(cudaStreamSynchronize(gw_stream), "cudaStreamSynchronize");                 \
   } while (0)
 #endif

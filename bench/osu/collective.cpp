@@ -226,7 +226,19 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
 
   gradwire::Options o;
   o.timeout_s = args.timeout_s;
-  gradwire::Communicator comm(MPI_COMM_WORLD, o);
+  // Device runs set gradwire's GPU up front (it makes that GPU current), so the baseline's
+  // NCCL communicator and the buffers below live on the same GPU as gradwire's.
+  // Where that cannot be (e.g. two ranks on one GPU), every rank gets the same error: skip.
+  if (device) o.device_setup = gradwire::Options::DeviceSetup::Eager;
+  std::unique_ptr<gradwire::Communicator> made;
+  try {
+    made = std::make_unique<gradwire::Communicator>(MPI_COMM_WORLD, o);
+  } catch (const gradwire::Error& e) {
+    if (!device || e.code() == gradwire::ErrorCode::Timeout) throw;
+    if (rank == 0) std::fprintf(stderr, "%s: skipped: -d cuda: %s\n", d.name, e.what());
+    return kSkip;
+  }
+  gradwire::Communicator& comm = *made;
   Engine engine(MPI_COMM_WORLD, args.backend, device);
   Watchdog wd(d.name, args.timeout_s, rank);
   const gradwire::Memory mem = device ? gradwire::Memory::Device : gradwire::Memory::Host;

@@ -36,6 +36,11 @@ struct Options {
   // one small MPI_Allreduce; ranks that disagree all fail with ErrorCode::Mismatch naming the
   // field and the ranks. Costs one small allreduce per call (docs/collectives.md).
   int check = -1;
+  // When the NCCL communicator is made (docs/architecture.md, "Device setup"). Lazy: at the
+  // first device-memory collective, which every rank reaches together; host collectives and
+  // plans never need it, whatever the GPU count. Eager: in the constructor, which then fails
+  // (on every rank alike) where it cannot be made: no NCCL, no GPU, two ranks on one GPU.
+  enum class DeviceSetup { Lazy, Eager } device_setup = DeviceSetup::Lazy;
 };
 
 // Where a buffer lives. Auto asks the CUDA runtime (host in builds without CUDA).
@@ -69,9 +74,10 @@ class Request {
 class Communicator {
  public:
   // Collective over `comm`: duplicates it (gradwire never sends on the caller's
-  // communicator after this returns), learns the node layout and, with NCCL and a GPU,
-  // creates the NCCL communicator. Fails with ErrorCode::Timeout, listing the ranks that did
-  // not arrive, if the rendezvous passes its deadline.
+  // communicator after this returns) and learns the node layout. The NCCL communicator comes
+  // later, at the first device-memory collective (or here with Options::device_setup =
+  // Eager). Fails with ErrorCode::Timeout, listing the ranks that did not arrive, if the
+  // rendezvous passes its deadline.
   explicit Communicator(MPI_Comm comm, const Options& options = {});
   ~Communicator();
   Communicator(Communicator&&) noexcept;
@@ -89,14 +95,26 @@ class Communicator {
   MPI_Comm local_comm() const;   // the ranks of this node
   MPI_Comm leaders_comm() const; // local rank 0 of every node; MPI_COMM_NULL elsewhere
   double rendezvous_seconds() const;  // wall time the constructor spent meeting its peers
-  bool has_device() const;            // an NCCL communicator exists
-  int device() const;                 // its CUDA device, -1 without one
+  // Whether the NCCL communicator exists yet: false until the first device-memory collective,
+  // setup_device() or an Eager constructor made it (then true on every rank), and false for
+  // good where its setup failed.
+  bool has_device() const;
+  int device() const;                 // its CUDA device, -1 while has_device() is false
   double timeout_seconds() const;
   OnTimeout on_timeout() const;
   void set_on_timeout(OnTimeout policy);
 
   // A sub-communicator of the ranks with the same color, ordered by key (MPI_Comm_split).
+  // Where this communicator has its NCCL communicator, the sub-communicator gets one at once,
+  // split from it (ncclCommSplit); otherwise it makes its own lazily.
   Communicator split(int color, int key) const;
+
+  // Makes the NCCL communicator now if it does not exist (what the first device-memory
+  // collective would do). Collective: every rank calls it, and every rank gets the same
+  // outcome, bounded by GRADWIRE_INIT_TIMEOUT. Throws Unsupported (no NCCL, or no GPU on some
+  // rank), InvalidArgument (two ranks of a node on one GPU), Nccl/Cuda, or Timeout. A failure
+  // is final: later device calls throw the same error at once, with no communication.
+  void setup_device();
 
   // Releases MPI/NCCL resources; any later call fails with ErrorCode::Finalized.
   void finalize();

@@ -1,5 +1,6 @@
 // Dense collectives on device memory through NCCL. They compile in every NCCL build and skip,
-// saying why, where this host has no GPU.
+// saying why, where a rank has no GPU or ranks share one. The first device call of each test
+// makes the communicator's NCCL communicator (lazy device setup).
 #include <gtest/gtest.h>
 
 #include <gradwire/communicator.hpp>
@@ -10,6 +11,7 @@
 
 #include <vector>
 
+#include "device_env.hpp"
 #include "inputs.hpp"
 
 using gradwire::DType;
@@ -20,7 +22,9 @@ namespace {
 class Device : public testing::Test {
  protected:
   void SetUp() override {
-    if (!comm.has_device()) GTEST_SKIP() << "no GPU visible to every rank: device collectives not run";
+    const std::string why = gwtest::device_skip_reason();
+    if (!why.empty()) GTEST_SKIP() << why;
+    gwtest::use_gradwire_gpu();  // upload() allocates before the first device call
   }
   template <class T>
   T* upload(const std::vector<T>& host) {
