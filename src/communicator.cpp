@@ -201,10 +201,19 @@ void Communicator::Impl::timed_out(const CallInfo& call, OnTimeout how) const {
 void Communicator::Impl::check_mpi(int rc, const CallInfo& call, const char* what) const {
   if (rc == MPI_SUCCESS) return;
   pending_leaked = true;
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, text, &len);
-  fail(ErrorCode::Mpi, call, std::string(what) + " failed: " + std::string(text, len));
+  // Open MPI 4.1's libnbc can hand back its internal -1; MPI_Error_string on a code outside
+  // MPI's range is itself an error, raised fatally on MPI_COMM_WORLD.
+  int last = MPI_ERR_LASTCODE, flag = 0;
+  int* used = nullptr;
+  MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_LASTUSEDCODE, &used, &flag);
+  if (flag && used) last = *used;
+  std::string text = "MPI error code " + std::to_string(rc);
+  if (rc > 0 && rc <= last) {
+    char buf[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, buf, &len) == MPI_SUCCESS) text.assign(buf, static_cast<std::size_t>(len));
+  }
+  fail(ErrorCode::Mpi, call, std::string(what) + " failed: " + text);
 }
 
 // ---------------------------------------------------------------------------------------
