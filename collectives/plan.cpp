@@ -103,6 +103,7 @@ struct Plan::Impl {
     t.reset();
     tlocal.reset();
     tleaders.reset();
+    for (MPI_Comm m : {comm, local, leaders}) detail::unwatch(*c, m);
     free_comm(comm);
     free_comm(local);
     free_comm(leaders);
@@ -119,6 +120,10 @@ struct Plan::Impl {
   void begin(const void* send, void* recv);
   bool poll();
   void wait_blocking(OnTimeout policy);
+  // The residual keyed by global element: this rank's slots added to sum; and the reverse,
+  // a global sum shared out over the `holders` ranks with a full-range slot.
+  void add_residual(std::vector<double>& sum) const;
+  void set_residual(const std::vector<double>& sum, int holders);
   std::size_t global_elements() const {
     return cfg.collective == PlanCollective::Allreduce
                ? cfg.count
@@ -309,6 +314,7 @@ void Plan::Impl::choose() {
   const int ops = 4 * c->size + 8;
   c->check_mpi(MPI_Comm_dup(c->comm, &comm), call, "MPI_Comm_dup");
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  detail::watch(*c, comm);  // revoked with the communicator when a peer dies
   t = std::make_unique<detail::MpiTransport>(comm, ops, *c, call);
   auto make_inner = [&](coll::Transport& tr, const coll::AlgoParams& q) {
     if (spec.sparse()) return coll::make_sparse(tr, q);
@@ -329,10 +335,12 @@ void Plan::Impl::choose() {
       algo = coll::make_sparse(*t, p);
     } else {  // hier
       c->check_mpi(MPI_Comm_dup(c->local, &local), call, "MPI_Comm_dup");
+      detail::watch(*c, local);
       tlocal = std::make_unique<detail::MpiTransport>(local, ops, *c, call);
       std::unique_ptr<coll::Algorithm> inner;
       if (c->leaders != MPI_COMM_NULL) {
         c->check_mpi(MPI_Comm_dup(c->leaders, &leaders), call, "MPI_Comm_dup");
+        detail::watch(*c, leaders);
         tleaders = std::make_unique<detail::MpiTransport>(leaders, ops, *c, call);
         coll::AlgoParams q = p;
         q.op = ReduceOp::Sum;  // hier divides by the global size
@@ -347,6 +355,7 @@ void Plan::Impl::choose() {
 }
 
 void Plan::Impl::check_run(const void* send, void* recv) {
+  detail::check_not_failed(*c, call);  // a peer died: PeerFailed again, not "unusable"
   if (!broken.empty()) fail(ErrorCode::InvalidArgument, "plan unusable after a failed run: " + broken);
   if (in_flight) fail(ErrorCode::InvalidArgument, "the previous run of this plan has not completed");
   if (cfg.count > 0 && (!send || !recv)) fail(ErrorCode::InvalidArgument, "null buffer with nonzero count");
@@ -525,8 +534,7 @@ void Plan::save_residual(const std::string& path) const {
   if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "save_residual while a run is in flight");
   const std::size_t n = p.global_elements();
   std::vector<double> sum(n, 0.0);
-  for (const auto& s : p.algo->slots)
-    for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += s.data[i];
+  p.add_residual(sum);
   int ok = 1;
   std::string error;
   {
@@ -591,6 +599,52 @@ void Plan::load_residual(const std::string& path) {
                    "MPI_Allreduce");
   }
   if (error[0] != 0) p.fail(ErrorCode::InvalidArgument, std::string("load_residual: ") + error);
+  p.set_residual(sum, holders);
+}
+
+// Each rank's own slots of `from` (no communication on its communicator, which may have
+// lost a rank), summed over this plan's ranks, then shared out as load_residual does.
+void Plan::carry_residual(const Plan& from) {
+  Impl& p = *impl_;
+  const Impl& q = *from.impl_;
+  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "carry_residual while a run is in flight");
+  if (q.in_flight && q.broken.empty())
+    p.fail(ErrorCode::InvalidArgument, "carry_residual from a plan whose run is in flight");
+  const std::size_t n = p.global_elements();
+  std::vector<double> sum(n + 1, 0.0);  // the last entry: ranks whose source does not fit
+  if (q.cfg.collective != p.cfg.collective || q.global_elements() != n) {
+    sum[n] = 1;
+  } else {
+    q.add_residual(sum);
+  }
+  int has = 0, holders = 0;
+  for (const auto& s : p.algo->slots) has = has || s.primary;
+  {
+    detail::Armed guard(p.c->watch, p.c->timeout_s, p.call);
+    p.c->check_mpi(MPI_Allreduce(MPI_IN_PLACE, sum.data(), static_cast<int>(n + 1), MPI_DOUBLE,
+                                 MPI_SUM, p.c->comm),
+                   p.call, "MPI_Allreduce");
+    p.c->check_mpi(MPI_Allreduce(&has, &holders, 1, MPI_INT, MPI_SUM, p.c->comm), p.call,
+                   "MPI_Allreduce");
+  }
+  if (sum[n] != 0) {
+    p.fail(ErrorCode::InvalidArgument,
+           "carry_residual: the source plan covers " + std::to_string(q.global_elements()) +
+               " global elements of an " + collective_name(q.cfg.collective) +
+               " plan on some rank; this one " + std::to_string(n) + " of an " +
+               collective_name(p.cfg.collective) + " plan");
+  }
+  sum.pop_back();
+  p.set_residual(sum, holders);
+}
+
+void Plan::Impl::add_residual(std::vector<double>& sum) const {
+  for (const auto& s : algo->slots)
+    for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += s.data[i];
+}
+
+void Plan::Impl::set_residual(const std::vector<double>& sum, int holders) {
+  Impl& p = *this;
   // Allreduce: only the sum over ranks reaches the result, so the total is shared evenly by
   // the ranks holding a full-range residual. Allgather: each element has one holder.
   const double share =

@@ -8,6 +8,7 @@
 #include <mpi.h>
 
 #include "call_info.hpp"
+#include "fault/ulfm.hpp"
 #include "gradwire/communicator.hpp"
 #include "watchdog.hpp"
 
@@ -36,6 +37,7 @@ struct Communicator::Impl {
   // buffers, so they live until the communicator does.
   std::vector<std::unique_ptr<Request::State>> orphans;
   detail::WatchSlot watch;
+  std::unique_ptr<detail::FaultState> fault;  // the failure policy and what has died
 
   // Error helpers: every message names this rank, the call and the cause.
   [[noreturn]] void fail(ErrorCode code, const detail::CallInfo& call,

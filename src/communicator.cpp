@@ -53,6 +53,8 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
   const double init_timeout =
       o.init_timeout_s > 0 ? o.init_timeout_s : detail::env_seconds("GRADWIRE_INIT_TIMEOUT", 300);
   policy = resolve_policy(o.on_timeout);
+  fault = std::make_unique<detail::FaultState>();
+  fault->shrink = detail::resolve_on_failure(o.on_failure);
   const int ranks_per_node =
       o.ranks_per_node > 0 ? o.ranks_per_node : detail::env_int("GRADWIRE_NODE_SPLIT", 0);
 
@@ -130,6 +132,7 @@ void Communicator::Impl::timed_out(const CallInfo& call, OnTimeout how) const {
 
 void Communicator::Impl::check_mpi(int rc, const CallInfo& call, const char* what) const {
   if (rc == MPI_SUCCESS) return;
+  detail::on_mpi_error(*this, rc, call, what);  // a dead peer: PeerFailed or abort
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, text, &len);
@@ -149,6 +152,7 @@ Impl& live(const std::shared_ptr<Impl>& impl, const CallInfo& call) {
                 "gradwire: " + detail::describe(call) + ": communicator was moved from");
   }
   if (impl->finalized) impl->fail(ErrorCode::Finalized, call, "communicator used after finalize()");
+  detail::check_not_failed(*impl, call);
   return *impl;
 }
 
@@ -270,6 +274,28 @@ Communicator Communicator::split(int color, int key) const {
     return result;
   } catch (...) {
     MPI_Comm_free(&sub);
+    throw;
+  }
+}
+
+Communicator Communicator::shrink() {
+  CallInfo call;
+  call.collective = "shrink";
+  call.has_data = false;
+  if (!impl_) throw Error(ErrorCode::Finalized, "gradwire: shrink: communicator was moved from");
+  Impl& c = *impl_;
+  if (c.finalized) c.fail(ErrorCode::Finalized, call, "communicator used after finalize()");
+  MPI_Comm survivors = detail::take_survivors(c, call);
+  Options o = c.options;
+  o.timeout_s = c.timeout_s;
+  o.on_timeout = c.policy == OnTimeout::Abort ? Options::Policy::Abort : Options::Policy::Return;
+  o.on_failure = Options::FailurePolicy::Shrink;
+  try {
+    Communicator result(survivors, o);
+    MPI_Comm_free(&survivors);
+    return result;
+  } catch (...) {
+    MPI_Comm_free(&survivors);
     throw;
   }
 }

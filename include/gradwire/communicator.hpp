@@ -31,6 +31,11 @@ struct Options {
   // Ranks per node, overriding MPI's shared-memory split (testing hierarchy on one host);
   // 0 takes GRADWIRE_NODE_SPLIT, and when that is unset, MPI's split.
   int ranks_per_node = 0;
+  // What a peer process's death does. Abort ends the job (default). Shrink (builds against
+  // an MPI with ULFM, run under `mpirun --with-ft ulfm`): the call on every survivor throws
+  // Error(PeerFailed) naming the lost ranks; shrink() then gives a communicator of the
+  // survivors. Unset takes GRADWIRE_ON_FAILURE=abort|shrink.
+  enum class FailurePolicy { FromEnv, Abort, Shrink } on_failure = FailurePolicy::FromEnv;
 };
 
 // Where a buffer lives. Auto asks the CUDA runtime (host in builds without CUDA).
@@ -92,6 +97,12 @@ class Communicator {
 
   // A sub-communicator of the ranks with the same color, ordered by key (MPI_Comm_split).
   Communicator split(int color, int key) const;
+
+  // After ErrorCode::PeerFailed (failure policy shrink): collective over the survivors; a new
+  // communicator of them, the rendezvous redone (node split, leaders, device backend). This
+  // one stays failed. Plans are rebuilt on the new one (Plan::carry_residual keeps their
+  // error feedback). Unsupported in builds without ULFM.
+  Communicator shrink();
 
   // Releases MPI/NCCL resources; any later call fails with ErrorCode::Finalized.
   void finalize();
