@@ -48,6 +48,26 @@ MpiTransport::MpiTransport(MPI_Comm comm, int max_ops, const Communicator::Impl&
   indices_.resize(max_ops_);
 }
 
+MpiTransport::~MpiTransport() {
+  int down = 0;
+  MPI_Finalized(&down);
+  if (down) return;
+  // After a revocation (a lost peer) every posted operation completes at once, with an error;
+  // after another failure, a bounded wait, then the rest are let go.
+  const double deadline = MPI_Wtime() + 1.0;
+  for (MPI_Request& r : reqs_) {
+    while (r != MPI_REQUEST_NULL) {
+      int flag = 0;
+      const int rc = MPI_Test(&r, &flag, MPI_STATUS_IGNORE);
+      if (flag || r == MPI_REQUEST_NULL) break;
+      if (rc != MPI_SUCCESS || MPI_Wtime() > deadline) {
+        MPI_Cancel(&r);
+        MPI_Request_free(&r);
+      }
+    }
+  }
+}
+
 MPI_Request* MpiTransport::next(const char* what) {
   if (reqs_.size() >= max_ops_) {
     c_.fail(ErrorCode::Internal, call_,
