@@ -379,6 +379,13 @@ gw_status_t gw_plan_save_residual(gw_plan_t plan, const char* path) {
   });
 }
 
+gw_status_t gw_plan_carry_residual(gw_plan_t plan, gw_plan_t from) {
+  return guarded("gw_plan_carry_residual", [&] {
+    auto& p = need(plan, "plan handle is NULL").plan;
+    p.carry_residual(need(from, "source plan handle is NULL").plan);
+  });
+}
+
 gw_status_t gw_plan_load_residual(gw_plan_t plan, const char* path) {
   return guarded("gw_plan_load_residual", [&] {
     auto& p = need(plan, "plan handle is NULL").plan;

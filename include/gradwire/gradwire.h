@@ -193,6 +193,9 @@ gw_status_t gw_plan_reset_residual(gw_plan_t plan);
 /* Collective; the file is keyed by global element, loadable at another number of ranks. */
 gw_status_t gw_plan_save_residual(gw_plan_t plan, const char* path);
 gw_status_t gw_plan_load_residual(gw_plan_t plan, const char* path);
+/* Collective over plan's communicator: takes over from's error-feedback residual by global
+ * element range (typically from a plan on the communicator that gw_comm_shrink replaced). */
+gw_status_t gw_plan_carry_residual(gw_plan_t plan, gw_plan_t from);
 /* One-shot compressed allreduce without error feedback. algorithm NULL means "auto". */
 gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv, size_t count,
                                     gw_dtype_t dtype, gw_op_t op, const char* codec,
