@@ -16,6 +16,7 @@ probe=$build/tests/fault/gw_ft_probe
 mpirun=$(sed -n 's/^MPIEXEC_EXECUTABLE:FILEPATH=//p' "$build/CMakeCache.txt")
 [ -x "$probe" ] || { echo "no $probe: cmake --build $build --target gw_ft_probe"; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 GRADWIRE_TIMEOUT=30
+export OMPI_MCA_async_mpi_finalize=1  # docs/fault-tolerance.md: Open MPI's finalize fence
 modes=(dense q8 topk)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -185,10 +185,11 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
         sp->average(model.grads());
       } catch (const gradwire::Error& e) {
         if (e.code() != gradwire::ErrorCode::PeerFailed) throw;
-        // A rank died: go on with the survivors. Their weights are identical (the failed
-        // step changed nothing); the gradient plan is rebuilt with its residual, and the rest
-        // of the epoch's permutation is re-sharded over the new size from the same point.
+        // A rank died: go on with the survivors. The gradient plan is rebuilt with its
+        // residual, and the rest of the epoch's permutation is re-sharded over the new size
+        // from the same point. (A death inside the epoch-end evaluation is not handled.)
         const int before = size;
+        const std::size_t old_batch = global_batch;
         auto next = std::make_unique<gradwire::Communicator>(cp->shrink());
         auto next_sync = std::make_unique<fm::GradSync>(*next, *sp);
         sync_owner = std::move(next_sync);  // the old plan goes before its communicator
@@ -198,7 +199,21 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
         rank = cp->rank();
         size = cp->size();
         root = rank == 0;
-        const std::size_t seen = s * global_batch;  // examples of this epoch already used
+        // A step can complete on some ranks and fail on others (the dead rank's message
+        // reached some only): those that completed it fail in the next step. Go on from the
+        // furthest survivor, with its weights and momentum.
+        long long at[2] = {static_cast<long long>(global_step), -static_cast<long long>(global_step)};
+        cp->allreduce(at, at, 2, gradwire::DType::Int64, gradwire::ReduceOp::Max);
+        const bool behind = static_cast<long long>(global_step) < at[0];
+        if (at[0] != -at[1]) {
+          int from = behind ? size : rank;
+          cp->allreduce(&from, &from, 1, gradwire::DType::Int32, gradwire::ReduceOp::Min);
+          cp->broadcast(model.params(), model.param_count(), gradwire::DType::Float32, from);
+          cp->broadcast(opt.velocity(), model.param_count(), gradwire::DType::Float32, from);
+          global_step = static_cast<std::size_t>(at[0]);
+        }
+        // Examples of this epoch already used (the same on every survivor).
+        const std::size_t seen = (s + (behind ? 1 : 0)) * old_batch;
         global_batch = a.batch * static_cast<std::size_t>(size);
         steps = n_train / global_batch;
         s = seen / global_batch;

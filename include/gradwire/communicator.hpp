@@ -32,9 +32,10 @@ struct Options {
   // 0 takes GRADWIRE_NODE_SPLIT, and when that is unset, MPI's split.
   int ranks_per_node = 0;
   // What a peer process's death does. Abort ends the job (default). Shrink (builds against
-  // an MPI with ULFM, run under `mpirun --with-ft ulfm`): the call on every survivor throws
-  // Error(PeerFailed) naming the lost ranks; shrink() then gives a communicator of the
-  // survivors. Unset takes GRADWIRE_ON_FAILURE=abort|shrink.
+  // an MPI with ULFM, run under `mpirun --with-ft ulfm`): every survivor throws
+  // Error(PeerFailed) naming the lost ranks, from the call the death interrupted or, where
+  // that call had already completed, from the next one; shrink() then gives a communicator
+  // of the survivors (docs/fault-tolerance.md). Unset takes GRADWIRE_ON_FAILURE=abort|shrink.
   enum class FailurePolicy { FromEnv, Abort, Shrink } on_failure = FailurePolicy::FromEnv;
 };
 

@@ -16,6 +16,7 @@ JOBS="${GRADWIRE_JOBS:-2}"
 DATA="${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OPENBLAS_NUM_THREADS=1 GRADWIRE_TIMEOUT=30
+export OMPI_MCA_async_mpi_finalize=1  # docs/fault-tolerance.md: Open MPI's finalize fence
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/gradwire-fm-shrink.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "fashion_mnist_shrink: FAIL: $*" >&2; exit 1; }

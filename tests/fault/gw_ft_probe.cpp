@@ -11,6 +11,9 @@
 // while the call runs; default 0: just before it). The killer writes the time of the kill to
 // DIR/kill_ns; survivors print "detect_ms=" (kill to PeerFailed, same-host monotonic clock).
 //
+// A survivor learns of the failure in the call it happened in, or, when that call had already
+// completed on it, in the next one; after the shrink the survivors resume at the furthest one.
+//
 // Prints "PASS rank R ..." on each survivor that finished with correct results; exits non-zero
 // on any wrong result or error other than PeerFailed.
 #include <mpi.h>
@@ -174,7 +177,14 @@ int main(int argc, char** argv) {
         plan = std::move(fresh);  // the old plan goes before its communicator
       }
       comm = std::move(next);
-      continue;  // redo this iteration on the survivors
+      // A call can complete on some ranks and fail on others (their message from the dead
+      // rank never came): those that completed it fail in the next call instead. Resume
+      // where the furthest survivor is; the others skip the one they lost (its result is
+      // whole on the ranks that have it).
+      int resume = it;
+      comm->allreduce(&resume, &resume, 1, DType::Int32, ReduceOp::Max, Memory::Host);
+      it = resume;
+      continue;
     }
     double worst = 0;
     for (std::size_t j = 0; j < n; ++j) {

@@ -6,6 +6,9 @@
 set -u
 mpirun=$1 probe=$2 mode=$3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Open MPI 5.0.x: the PMIx fence in MPI_Finalize can wait forever for a dead process
+# (open-mpi/ompi#9434, #11404); the survivors skip it.
+export OMPI_MCA_async_mpi_finalize=1
 # A stalled survivor would end the job at this deadline rather than hang the test.
 export GRADWIRE_TIMEOUT=${GRADWIRE_TIMEOUT:-20}
 dir=$(mktemp -d)
