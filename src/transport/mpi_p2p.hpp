@@ -44,6 +44,7 @@ class MpiTransport final : public coll::Transport {
   std::vector<MPI_Request> reqs_;
   std::vector<int> indices_;
   std::size_t max_ops_;
+  bool ssend_ = false;  // synchronous sends (failure policy shrink)
   const Communicator::Impl& c_;
   CallInfo call_;
 };

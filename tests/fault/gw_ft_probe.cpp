@@ -8,7 +8,7 @@
 //                                  input, residual carried over the shrink)
 // Test hooks (environment): GW_TEST_KILL_RANK=K GW_TEST_KILL_CALL=N: world rank K dies in
 // call N; GW_TEST_KILL_DELAY_US=D: D microseconds into the call (a thread raises SIGKILL
-// while the call runs; default 0: just before it). The killer writes the time of the kill to
+// while the loop runs, at the latest at call N + 3; default 0: just before call N). The killer writes the time of the kill to
 // DIR/kill_ns; survivors print "detect_ms=" (kill to PeerFailed, same-host monotonic clock).
 //
 // A survivor learns of the failure in the call it happened in, or, when that call had already
@@ -141,6 +141,11 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::microseconds(kill_delay_us));
         kill();
       }).detach();
+    }
+    if (wr == kill_rank && kill_call >= 0 && it == kill_call + 3) {
+      // The thread has not fired yet (fast calls): die now, inside the loop all the same.
+      std::ofstream(dir + "/kill_ns") << now_ns() << "\n";
+      std::raise(SIGKILL);
     }
     for (std::size_t j = 0; j < n; ++j) x[j] = input(mode, wr, it, j);
     // The exact sum over the current members.
