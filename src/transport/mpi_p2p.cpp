@@ -46,27 +46,6 @@ MpiTransport::MpiTransport(MPI_Comm comm, int max_ops, const Communicator::Impl&
   MPI_Comm_size(comm_, &size_);
   reqs_.reserve(max_ops_);
   indices_.resize(max_ops_);
-  // Under the shrink policy, sends are synchronous: an eager send is otherwise complete for
-  // MPI (and freed by the test) while its data may still wait to reach a peer that has died;
-  // Open MPI then reports the failure of a freed request, which is fatal (MPI 4.1 3.7.3).
-  // A synchronous send completes only once delivered. Cost: one acknowledgement per message.
-  ssend_ = c.fault && c.fault->shrink;
-}
-
-MpiTransport::~MpiTransport() {
-  int down = 0;
-  MPI_Finalized(&down);
-  if (down) return;
-  // After a revocation (a lost peer) every posted operation completes at once, with an error;
-  // after another failure, a bounded wait. What is still pending then is left to MPI (freeing
-  // an active send would turn its later failure into a fatal error).
-  const double deadline = MPI_Wtime() + 1.0;
-  for (MPI_Request& r : reqs_) {
-    int flag = 0;
-    while (r != MPI_REQUEST_NULL && !flag && MPI_Wtime() < deadline) {
-      if (MPI_Test(&r, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
-    }
-  }
 }
 
 MPI_Request* MpiTransport::next(const char* what) {
@@ -97,9 +76,7 @@ static int to_int(std::size_t n, const Communicator::Impl& c, const CallInfo& ca
 int MpiTransport::isend(const void* buf, std::size_t bytes, int peer, int tag) {
   MPI_Request* r = next("MPI_Isend");
   sent_bytes += bytes;
-  const int n = to_int(bytes, c_, call_);
-  return ssend_ ? post(MPI_Issend(buf, n, MPI_BYTE, peer, tag, comm_, r), "MPI_Issend")
-                : post(MPI_Isend(buf, n, MPI_BYTE, peer, tag, comm_, r), "MPI_Isend");
+  return post(MPI_Isend(buf, to_int(bytes, c_, call_), MPI_BYTE, peer, tag, comm_, r), "MPI_Isend");
 }
 
 int MpiTransport::irecv(void* buf, std::size_t bytes, int peer, int tag) {

@@ -19,9 +19,6 @@ class MpiTransport final : public coll::Transport {
   // comm: a communicator this transport may use freely (the plan's duplicate). max_ops: the
   // most operations one stage posts. c and call name errors.
   MpiTransport(MPI_Comm comm, int max_ops, const Communicator::Impl& c, const CallInfo& call);
-  // Operations still posted (a run that failed midway) are completed or freed first: MPI
-  // would otherwise wait for them in MPI_Finalize.
-  ~MpiTransport() override;
   int rank() const noexcept override { return rank_; }
   int size() const noexcept override { return size_; }
   int isend(const void* buf, std::size_t bytes, int peer, int tag) override;
@@ -44,7 +41,6 @@ class MpiTransport final : public coll::Transport {
   std::vector<MPI_Request> reqs_;
   std::vector<int> indices_;
   std::size_t max_ops_;
-  bool ssend_ = false;  // synchronous sends (failure policy shrink)
   const Communicator::Impl& c_;
   CallInfo call_;
 };
