@@ -168,6 +168,7 @@ int main(int argc, char** argv) {
       std::ifstream(dir + "/kill_ns") >> k;
       detect_ms = k > 0 ? static_cast<double>(t - k) / 1e6 : -1;
       lost_msg = e.what();
+      if (comm->size() != initial) die(wr, "the failed communicator's getters changed");
       auto next = std::make_unique<Communicator>(comm->shrink());
       ++shrinks;
       if (plan) {
