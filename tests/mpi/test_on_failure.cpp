@@ -56,6 +56,20 @@ TEST(OnFailure, ShrinkWithoutFailureKeepsEveryRank) {
   EXPECT_EQ(x, s.size());
 }
 
+TEST(OnFailure, CAbiShrinkWithoutFailure) {
+  setenv("GRADWIRE_ON_FAILURE", "shrink", 1);
+  gw_comm_t h = nullptr, out = nullptr;
+  ASSERT_EQ(gw_comm_create(MPI_COMM_WORLD, &h), GW_SUCCESS) << gw_last_error();
+  unsetenv("GRADWIRE_ON_FAILURE");
+  ASSERT_EQ(gw_comm_shrink(h, &out), GW_SUCCESS) << gw_last_error();
+  int a = 0, b = 0;
+  gw_comm_size(h, &a);
+  gw_comm_size(out, &b);
+  EXPECT_EQ(a, b);
+  gw_comm_destroy(&out);
+  gw_comm_destroy(&h);
+}
+
 TEST(OnFailure, ShrinkNeedsTheShrinkPolicy) {
   Options o;
   o.on_failure = Options::FailurePolicy::Abort;
