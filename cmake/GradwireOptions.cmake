@@ -20,6 +20,31 @@ if(NOT GRADWIRE_MPI STREQUAL "OFF")
   set(GRADWIRE_HAVE_MPI ${MPI_C_FOUND})
 endif()
 
+# ULFM (User-Level Failure Mitigation, Open MPI 5's ftmpi extension): MPIX_Comm_revoke/shrink/
+# agree behind GRADWIRE_ON_FAILURE=shrink. Point FindMPI at such an MPI with
+# -DMPI_HOME=/opt/gradwire-ompi5 (scripts/setup.sh --ompi5 installs one there).
+set(GRADWIRE_ULFM AUTO CACHE STRING "Use MPI's ULFM extension for shrink-on-failure (AUTO|ON|OFF)")
+set_property(CACHE GRADWIRE_ULFM PROPERTY STRINGS AUTO ON OFF)
+set(GRADWIRE_HAVE_ULFM OFF)
+if(GRADWIRE_HAVE_MPI AND NOT GRADWIRE_ULFM STREQUAL "OFF")
+  include(CheckSymbolExists)
+  set(CMAKE_REQUIRED_INCLUDES ${MPI_C_INCLUDE_DIRS})
+  set(CMAKE_REQUIRED_LIBRARIES ${MPI_C_LIBRARIES})
+  set(CMAKE_REQUIRED_QUIET ON)
+  check_symbol_exists(MPIX_Comm_shrink "mpi.h;mpi-ext.h" GRADWIRE_MPI_HAS_SHRINK)
+  check_symbol_exists(MPIX_Comm_agree "mpi.h;mpi-ext.h" GRADWIRE_MPI_HAS_AGREE)
+  unset(CMAKE_REQUIRED_INCLUDES)
+  unset(CMAKE_REQUIRED_LIBRARIES)
+  unset(CMAKE_REQUIRED_QUIET)
+  if(GRADWIRE_MPI_HAS_SHRINK AND GRADWIRE_MPI_HAS_AGREE)
+    set(GRADWIRE_HAVE_ULFM ON)
+  endif()
+endif()
+if(GRADWIRE_ULFM STREQUAL "ON" AND NOT GRADWIRE_HAVE_ULFM)
+  message(FATAL_ERROR "GRADWIRE_ULFM=ON but MPI has no ULFM extension (MPIX_Comm_shrink in "
+                      "mpi-ext.h); build against Open MPI 5: -DMPI_HOME=/opt/gradwire-ompi5")
+endif()
+
 set(GRADWIRE_HAVE_CUDA OFF)
 if(NOT GRADWIRE_CUDA STREQUAL "OFF")
   include(CheckLanguage)
@@ -52,4 +77,5 @@ if(NOT GRADWIRE_NCCL STREQUAL "OFF")
 endif()
 
 message(STATUS "gradwire: MPI=${GRADWIRE_HAVE_MPI} CUDA=${GRADWIRE_HAVE_CUDA} "
-               "(archs ${CMAKE_CUDA_ARCHITECTURES}) NCCL=${GRADWIRE_HAVE_NCCL}")
+               "(archs ${CMAKE_CUDA_ARCHITECTURES}) NCCL=${GRADWIRE_HAVE_NCCL} "
+               "ULFM=${GRADWIRE_HAVE_ULFM}")

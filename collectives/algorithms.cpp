@@ -9,6 +9,7 @@
 #include <string>
 
 #include "codec/grid.hpp"
+#include "collectives/run_error.hpp"
 #include "gradwire/error.hpp"
 #include "transport/element_ops.hpp"
 
@@ -98,20 +99,29 @@ class Sra final : public Staged {
     if (stage_ == 0) {
       if (p_.count == 0) return false;
       const float* in = static_cast<const float*>(in_);
+      err_ = RunError{};
       if (overlap_) return scatter_overlapped(in);
       {
         Timed tm(encode_s);
         // Every chunk, the own one too: each rank's input is rounded once, the same way.
-        for (int j = 0; j < P; ++j) {
-          if (!len(j)) continue;
-          codec_.encode(in + off_[j], DType::Float32, len(j), off_[j], p_.seed, step_,
-                        send_.data() + moff_[j], cap_[j],
-                        p_.error_feedback ? res1_.data() + off_[j] : nullptr);
+        try {
+          for (int j = 0; j < P; ++j) {
+            if (!len(j)) continue;
+            codec_.encode(in + off_[j], DType::Float32, len(j), off_[j], p_.seed, step_,
+                          send_.data() + moff_[j], cap_[j],
+                          p_.error_feedback ? res1_.data() + off_[j] : nullptr);
+          }
+        } catch (const Error& e) {
+          if (e.code() != ErrorCode::InvalidArgument) throw;  // not input-dependent
+          // Non-finite input: every chunk carries the error record instead (run_error.hpp).
+          err_ = non_finite_at(me_, in, p_.error_feedback ? res1_.data() : nullptr, p_.count, 0);
+          for (int j = 0; j < P; ++j)
+            if (len(j)) write_run_error(err_, send_.data() + moff_[j]);
         }
       }
       if (len(me_)) {  // a rank may own no chunk when count is small
         std::fill(acc_.begin(), acc_.end(), 0.0f);
-        {
+        if (!err_.set()) {
           Timed tm(decode_s);
           codec_.decode_add(send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
         }
@@ -129,7 +139,9 @@ class Sra final : public Staged {
       return true;
     }
     if (stage_ == 1) {
-      if (len(me_)) {
+      if (len(me_) && err_.set()) {
+        write_run_error(err_, own2_.data());  // passed on to every rank
+      } else if (len(me_)) {
         if (p_.op == ReduceOp::Avg) scale(acc_.data(), len(me_), P);
         {
           Timed tm(encode_s);
@@ -152,6 +164,7 @@ class Sra final : public Staged {
       t_.group_end();
       return true;
     }
+    if (err_.set()) err_.raise();
     return false;
   }
 
@@ -165,14 +178,23 @@ class Sra final : public Staged {
     const int P = t_.size();
     auto encode = [&](int j) {
       Timed tm(encode_s);
-      codec_.encode(in + off_[j], DType::Float32, len(j), off_[j], p_.seed, step_,
-                    send_.data() + moff_[j], cap_[j],
-                    p_.error_feedback ? res1_.data() + off_[j] : nullptr);
+      std::byte* msg = send_.data() + moff_[j];
+      if (err_.set()) return write_run_error(err_, msg);
+      try {
+        codec_.encode(in + off_[j], DType::Float32, len(j), off_[j], p_.seed, step_, msg,
+                      cap_[j], p_.error_feedback ? res1_.data() + off_[j] : nullptr);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::InvalidArgument) throw;
+        // As in the plain order; chunks already sent carried data, and the allgather stage
+        // carries the record to those peers.
+        err_ = non_finite_at(me_, in, p_.error_feedback ? res1_.data() : nullptr, p_.count, 0);
+        write_run_error(err_, msg);
+      }
     };
     if (len(me_)) {
       encode(me_);
       std::fill(acc_.begin(), acc_.end(), 0.0f);
-      {
+      if (!err_.set()) {
         Timed tm(decode_s);
         codec_.decode_add(send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
       }
@@ -196,11 +218,22 @@ class Sra final : public Staged {
     const int j = peer_[static_cast<std::size_t>(op)];
     if (j < 0) return;  // a send
     Timed tm(decode_s);
-    if (stage_ == 0) {
-      codec_.decode_add(recv_.data() + cap_[me_] * j, cap_[me_], acc_.data(), len(me_));
-    } else {
-      codec_.decode(send_.data() + moff_[j], cap_[j], static_cast<float*>(out_) + off_[j],
-                    DType::Float32, len(j));
+    const std::byte* msg = stage_ == 0 ? recv_.data() + cap_[me_] * j : send_.data() + moff_[j];
+    const std::size_t bytes = stage_ == 0 ? cap_[me_] : cap_[j];
+    RunError theirs;
+    if (read_run_error(msg, bytes, &theirs)) return err_.merge(theirs);
+    if (err_.set()) return;  // the result is void anyway
+    try {
+      if (stage_ == 0) {
+        codec_.decode_add(msg, bytes, acc_.data(), len(me_));
+      } else {
+        codec_.decode(msg, bytes, static_cast<float*>(out_) + off_[j], DType::Float32, len(j));
+      }
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::WireFormat || stage_ != 0) throw;
+      // Passed on in the allgather stage. (A malformed message there has no later stage to
+      // carry the news: that rank alone fails.)
+      err_.merge({me_, RunError::Malformed, static_cast<std::uint64_t>(j)});
     }
   }
 
@@ -212,6 +245,7 @@ class Sra final : public Staged {
   std::vector<std::byte> send_, recv_, own2_;
   std::vector<float> acc_, res1_, res2_;
   std::vector<int> peer_;
+  RunError err_;
   bool overlap_ = false;
 };
 
@@ -246,7 +280,7 @@ class SharedGrid final : public Staged {
     wrecv_.resize(words(len(me_)) * static_cast<std::size_t>(P));
     wacc_.resize(words(len(me_)));
     q_.resize(p.count);
-    mm_.resize(2 * nb_);
+    mm_.resize(2 * nb_ + 1);  // + one lane: P - (rank that found non-finite input), else 0
     lo_.resize(nb_);
     hi_.resize(nb_);
     peer_.resize(done_.size());
@@ -287,16 +321,31 @@ class SharedGrid final : public Staged {
       }
       src_ = x;
       Timed tm(encode_s);
-      grid::bucket_minmax(x, p_.count, bucket_, lo_.data(), hi_.data());
+      float flag = 0.0f;
+      try {
+        grid::bucket_minmax(x, p_.count, bucket_, lo_.data(), hi_.data());
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::InvalidArgument) throw;
+        // Non-finite input: the range reduction carries the news (run_error.hpp).
+        std::fill(lo_.begin(), lo_.end(), 0.0f);
+        std::fill(hi_.begin(), hi_.end(), 0.0f);
+        flag = static_cast<float>(P - me_);
+      }
       // One MAX reduction agrees on both ends: max(-lo) = -min(lo).
       for (std::size_t b = 0; b < nb_; ++b) {
         mm_[b] = -lo_[b];
         mm_[nb_ + b] = hi_[b];
       }
-      t_.iallreduce(mm_.data(), 2 * nb_, Elem::F32, Reduce::Max);
+      mm_[2 * nb_] = flag;
+      t_.iallreduce(mm_.data(), 2 * nb_ + 1, Elem::F32, Reduce::Max);
       return true;
     }
     if (stage_ == 1) {
+      if (mm_[2 * nb_] > 0.0f) {  // every rank sees it: the lowest such rank's error
+        RunError e;
+        e.origin = P - static_cast<int>(mm_[2 * nb_]);
+        e.raise();  // (without the index: only the origin knows it)
+      }
       Timed tm(encode_s);
       for (std::size_t b = 0; b < nb_; ++b) {
         lo_[b] = -mm_[b];
@@ -517,6 +566,9 @@ class DenseAllgather final : public Staged {
   AlgoParams p_;
 };
 
+// A size with this bit set: the rank could not encode (the rest: RunError::value).
+constexpr std::uint64_t kFailedSize = std::uint64_t{1} << 63;
+
 class CompressedAllgather final : public Staged {
  public:
   CompressedAllgather(Transport& t, const AlgoParams& p) : Staged(t), p_(p), codec_(p.codec) {
@@ -542,15 +594,35 @@ class CompressedAllgather final : public Staged {
     const int P = t_.size();
     if (stage_ == 0) {
       if (p_.count == 0) return false;
+      const std::size_t goff = p_.count * static_cast<std::size_t>(t_.rank());
       {
         Timed tm(encode_s);
-        own_ = codec_.encode(in_, p_.dtype, p_.count, p_.count * static_cast<std::size_t>(t_.rank()),
-                             p_.seed, step_, msg_.data(), cap_, res_.empty() ? nullptr : res_.data());
+        try {
+          own_ = codec_.encode(in_, p_.dtype, p_.count, goff, p_.seed, step_, msg_.data(), cap_,
+                               res_.empty() ? nullptr : res_.data());
+        } catch (const Error& e) {
+          if (e.code() != ErrorCode::InvalidArgument) throw;
+          // Non-finite input: the size exchange carries the news (run_error.hpp).
+          const RunError r =
+              p_.dtype == DType::Float32
+                  ? non_finite_at(t_.rank(), static_cast<const float*>(in_),
+                                  res_.empty() ? nullptr : res_.data(), p_.count, goff)
+                  : RunError{};  // (16-bit input: where is not looked up)
+          own_ = kFailedSize | r.value;
+        }
       }
       t_.iallgather(&own_, sizes_.data(), sizeof(std::uint64_t));
       return true;
     }
     if (stage_ == 1) {
+      for (int r = 0; r < P; ++r) {
+        if (sizes_[r] & kFailedSize) {  // every rank sees the same sizes: the lowest such rank
+          RunError e;
+          e.origin = r;
+          e.value = sizes_[r] & ~kFailedSize;
+          e.raise();
+        }
+      }
       for (int r = 0; r < P; ++r) {
         counts_[r] = static_cast<int>(sizes_[r]);
         displs_[r] = static_cast<int>(cap_ * static_cast<std::size_t>(r));

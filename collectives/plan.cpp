@@ -131,6 +131,7 @@ struct Plan::Impl {
     t.reset();
     tlocal.reset();
     tleaders.reset();
+    for (MPI_Comm m : {comm, local, leaders}) detail::unwatch(*c, m);
     free_comm(comm);
     free_comm(local);
     free_comm(leaders);
@@ -164,6 +165,10 @@ struct Plan::Impl {
   [[noreturn]] void run_failed(const Error& e);
   void drop_non_finite_residual() noexcept;
   void wait_blocking(OnTimeout policy);
+  // The residual keyed by global element: this rank's slots added to sum; and the reverse,
+  // a global sum shared out over the `holders` ranks with a full-range slot.
+  void add_residual(std::vector<double>& sum) const;
+  void set_residual(const std::vector<double>& sum, int holders);
   std::size_t global_elements() const {
     return cfg.collective == PlanCollective::Allreduce
                ? cfg.count
@@ -387,6 +392,7 @@ void Plan::Impl::choose() {
     MPI_Comm out = MPI_COMM_NULL;
     std::memcpy(&out, holder.data(), sizeof out);
     MPI_Comm_set_errhandler(out, MPI_ERRORS_RETURN);
+    detail::watch(*c, out);  // revoked with the communicator when a peer dies
     return out;
   };
   comm = bounded_dup(c->comm);
@@ -447,6 +453,7 @@ void Plan::Impl::decide_by_cost(std::string& name) {
 
 void Plan::Impl::check_run(const void* send, void* recv) {
   if (c->finalized) fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
+  detail::check_not_failed(*c, call);  // a peer died: PeerFailed again, not "unusable"
   if (!broken.empty()) fail(ErrorCode::InvalidArgument, "plan unusable after a failed run: " + broken);
   // After a recovered timeout the previous run may have completed since: one poll finds out.
   if (in_flight && !poll())
@@ -696,8 +703,7 @@ void Plan::save_residual(const std::string& path) const {
   if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "save_residual while a run is in flight");
   const std::size_t n = p.global_elements();
   std::vector<double> sum(n, 0.0);
-  for (const auto& s : p.algo->slots)
-    for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += s.data[i];
+  p.add_residual(sum);
   const MPI_Comm cc = p.c->comm;
   const bool root = p.c->rank == 0;
   sum = detail::bounded_of(*p.c, p.call, "MPI_Ireduce", sum, [cc, n, root](void* b, MPI_Request* r) {
@@ -811,6 +817,53 @@ void Plan::load_residual(const std::string& path) {
                          })[0];
   if (error[0] != 0)
     p.fail(ErrorCode::InvalidArgument, std::string("load_residual: ") + error.data());
+  p.set_residual(sum, holders);
+}
+
+// Each rank's own slots of `from` (no communication on its communicator, which may have
+// lost a rank), summed over this plan's ranks, then shared out as load_residual does.
+void Plan::carry_residual(const Plan& from) {
+  Impl& p = *impl_;
+  const Impl& q = *from.impl_;
+  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "carry_residual while a run is in flight");
+  if (q.in_flight && q.broken.empty())
+    p.fail(ErrorCode::InvalidArgument, "carry_residual from a plan whose run is in flight");
+  const std::size_t n = p.global_elements();
+  std::vector<double> sum(n + 1, 0.0);  // the last entry: ranks whose source does not fit
+  if (q.cfg.collective != p.cfg.collective || q.global_elements() != n) {
+    sum[n] = 1;
+  } else {
+    q.add_residual(sum);
+  }
+  int has = 0;
+  for (const auto& s : p.algo->slots) has = has || s.primary;
+  const MPI_Comm cc = p.c->comm;
+  sum = detail::bounded_of(*p.c, p.call, "MPI_Iallreduce", sum, [cc, n](void* b, MPI_Request* r) {
+    return MPI_Iallreduce(MPI_IN_PLACE, b, static_cast<int>(n + 1), MPI_DOUBLE, MPI_SUM, cc, r);
+  });
+  const int holders =
+      detail::bounded_of(*p.c, p.call, "MPI_Iallreduce", std::vector<int>{has},
+                         [cc](void* b, MPI_Request* r) {
+                           return MPI_Iallreduce(MPI_IN_PLACE, b, 1, MPI_INT, MPI_SUM, cc, r);
+                         })[0];
+  if (sum[n] != 0) {
+    p.fail(ErrorCode::InvalidArgument,
+           "carry_residual: the source plan covers " + std::to_string(q.global_elements()) +
+               " global elements of an " + collective_name(q.cfg.collective) +
+               " plan on some rank; this one " + std::to_string(n) + " of an " +
+               collective_name(p.cfg.collective) + " plan");
+  }
+  sum.pop_back();
+  p.set_residual(sum, holders);
+}
+
+void Plan::Impl::add_residual(std::vector<double>& sum) const {
+  for (const auto& s : algo->slots)
+    for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += s.data[i];
+}
+
+void Plan::Impl::set_residual(const std::vector<double>& sum, int holders) {
+  Impl& p = *this;
   // Allreduce, reduce-scatter: only the sum over ranks reaches the result, so the total is
   // shared evenly by the ranks holding a full-range residual. Allgather: each element has one
   // holder.

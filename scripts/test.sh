@@ -3,7 +3,9 @@
 #   1. the full build (CUDA and NCCL when the toolkit is found): unit, multi-rank (mpirun at
 #      1, 2, 3, 4, 5, 8 ranks), fault, GPU (skip without a GPU) and install tests;
 #   2. a CPU-only build (no CUDA, no NCCL) under AddressSanitizer and UBSan: the same tests;
-#   3. the codec decoders' fuzz targets for a bounded time, under ASan.
+#   3. a fault-tolerant build against Open MPI 5 with ULFM (scripts/setup.sh installs it;
+#      CPU-only, only the targets its tests need): the shrink-on-failure tests;
+#   4. the codec decoders' fuzz targets for a bounded time, under ASan.
 # Exits non-zero on any failure; prints ctest's summaries.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +31,18 @@ if "$root/scripts/build.sh" "$root/build-asan" -DGRADWIRE_CUDA=OFF -DGRADWIRE_NC
   (cd "$root/build-asan" && ctest -j2 --output-on-failure --timeout 900) || status=1
   unset ASAN_OPTIONS UBSAN_OPTIONS
 else
+  status=1
+fi
+
+step "fault-tolerant build against Open MPI 5 (ULFM): shrink on a lost rank"
+ompi5=${GRADWIRE_OMPI5:-/opt/gradwire-ompi5}
+if cmake -S "$root" -B "$root/build-ft" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMPI_HOME="$ompi5" \
+     -DGRADWIRE_ULFM=ON -DGRADWIRE_CUDA=OFF -DGRADWIRE_NCCL=OFF -DGRADWIRE_BUILD_TESTS=ON \
+     -DGRADWIRE_BUILD_BENCH=OFF >"$root/build-ft.configure.log" 2>&1 &&
+   cmake --build "$root/build-ft" -j "$(nproc)" --target gw_ft_probe gw_fault_probe; then
+  (cd "$root/build-ft" && ctest -L ulfm --output-on-failure --timeout 120) || status=1
+else
+  cat "$root/build-ft.configure.log"
   status=1
 fi
 

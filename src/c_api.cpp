@@ -42,6 +42,7 @@ static_assert(GW_NCCL_ERROR == static_cast<int>(ErrorCode::Nccl));
 static_assert(GW_CUDA_ERROR == static_cast<int>(ErrorCode::Cuda));
 static_assert(GW_WIRE_FORMAT == static_cast<int>(ErrorCode::WireFormat));
 static_assert(GW_INTERNAL == static_cast<int>(ErrorCode::Internal));
+static_assert(GW_PEER_FAILED == static_cast<int>(ErrorCode::PeerFailed));
 static_assert(GW_FLOAT32 == static_cast<int>(gradwire::DType::Float32));
 static_assert(GW_FLOAT64 == static_cast<int>(gradwire::DType::Float64));
 static_assert(GW_FLOAT16 == static_cast<int>(gradwire::DType::Float16));
@@ -127,7 +128,7 @@ const char* gw_last_error(void) { return t_last; }
 const char* gw_status_string(gw_status_t status) {
   if (status == GW_SUCCESS) return "success";
   if (status == GW_OUT_OF_MEMORY) return "out of memory";
-  if (status >= GW_INVALID_ARGUMENT && status <= GW_INTERNAL)
+  if ((status >= GW_INVALID_ARGUMENT && status <= GW_INTERNAL) || status == GW_PEER_FAILED)
     return gradwire::error_code_name(static_cast<ErrorCode>(status));
   return "unknown status";
 }
@@ -161,6 +162,14 @@ gw_status_t gw_comm_split(gw_comm_t comm, int color, int key, gw_comm_t* out) {
     auto& c = comm_of(comm);
     need(out, "communicator out-pointer is NULL") = nullptr;
     *out = new gw_comm_s{c.split(color, key)};
+  });
+}
+
+gw_status_t gw_comm_shrink(gw_comm_t comm, gw_comm_t* out) {
+  return guarded("gw_comm_shrink", [&] {
+    auto& c = comm_of(comm);
+    need(out, "communicator out-pointer is NULL") = nullptr;
+    *out = new gw_comm_s{c.shrink()};
   });
 }
 
@@ -370,6 +379,13 @@ gw_status_t gw_plan_save_residual(gw_plan_t plan, const char* path) {
     auto& p = need(plan, "plan handle is NULL").plan;
     if (path == nullptr) throw CError{GW_INVALID_ARGUMENT, "path is NULL"};
     p.save_residual(path);
+  });
+}
+
+gw_status_t gw_plan_carry_residual(gw_plan_t plan, gw_plan_t from) {
+  return guarded("gw_plan_carry_residual", [&] {
+    auto& p = need(plan, "plan handle is NULL").plan;
+    p.carry_residual(need(from, "source plan handle is NULL").plan);
   });
 }
 

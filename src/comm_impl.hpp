@@ -8,6 +8,7 @@
 #include <mpi.h>
 
 #include "call_info.hpp"
+#include "fault/ulfm.hpp"
 #include "gradwire/communicator.hpp"
 #include "progress_board.hpp"
 #include "watchdog.hpp"
@@ -50,6 +51,7 @@ struct Communicator::Impl {
   std::uint64_t plans_made = 0;  // plan ids, in construction order (the same on every rank)
   detail::ProgressBoard board;   // names the culprit of a timeout (progress_board.hpp)
   detail::WatchSlot watch;
+  std::unique_ptr<detail::FaultState> fault;  // the failure policy and what has died
 
   // Error helpers: every message names this rank, the call and the cause.
   [[noreturn]] void fail(ErrorCode code, const detail::CallInfo& call,

@@ -57,6 +57,7 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
   std::string config_error;
   double init_timeout = 300;
   int ranks_per_node = 0;
+  fault = std::make_unique<detail::FaultState>();
   try {
     if (o.timeout_s > 0) detail::check_timeout_option("Options::timeout_s", o.timeout_s);
     if (o.init_timeout_s > 0)
@@ -68,6 +69,7 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
     ranks_per_node =
         o.ranks_per_node > 0 ? o.ranks_per_node : detail::env_int("GRADWIRE_NODE_SPLIT", 0);
     checked = o.check >= 0 ? o.check > 0 : detail::env_check();
+    fault->shrink = detail::resolve_on_failure(o.on_failure);
   } catch (const Error& e) {
     config_error = e.what();
   }
@@ -201,6 +203,7 @@ void Communicator::Impl::timed_out(const CallInfo& call, OnTimeout how) const {
 void Communicator::Impl::check_mpi(int rc, const CallInfo& call, const char* what) const {
   if (rc == MPI_SUCCESS) return;
   pending_leaked = true;
+  detail::on_mpi_error(*this, rc, call, what);  // a dead peer: PeerFailed or abort
   // Open MPI 4.1's libnbc can hand back its internal -1; MPI_Error_string on a code outside
   // MPI's range is itself an error, raised fatally on MPI_COMM_WORLD.
   int last = MPI_ERR_LASTCODE, flag = 0;
@@ -229,6 +232,8 @@ Impl& live(const std::shared_ptr<Impl>& impl, const CallInfo& call) {
                 "gradwire: " + detail::describe(call) + ": communicator was moved from");
   }
   if (impl->finalized) impl->fail(ErrorCode::Finalized, call, "communicator used after finalize()");
+  // Collectives on a failed communicator fail again at once; getters still answer.
+  if (call.has_data) detail::check_not_failed(*impl, call);
   return *impl;
 }
 
@@ -380,6 +385,28 @@ Communicator Communicator::split(int color, int key) const {
     return result;
   } catch (...) {
     if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
+    throw;
+  }
+}
+
+Communicator Communicator::shrink() {
+  CallInfo call;
+  call.collective = "shrink";
+  call.has_data = false;
+  if (!impl_) throw Error(ErrorCode::Finalized, "gradwire: shrink: communicator was moved from");
+  Impl& c = *impl_;
+  if (c.finalized) c.fail(ErrorCode::Finalized, call, "communicator used after finalize()");
+  MPI_Comm survivors = detail::take_survivors(c, call);
+  Options o = c.options;
+  o.timeout_s = c.timeout_s;
+  o.on_timeout = c.policy == OnTimeout::Abort ? Options::Policy::Abort : Options::Policy::Return;
+  o.on_failure = Options::FailurePolicy::Shrink;
+  try {
+    Communicator result(survivors, o);
+    MPI_Comm_free(&survivors);
+    return result;
+  } catch (...) {
+    MPI_Comm_free(&survivors);
     throw;
   }
 }

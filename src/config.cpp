@@ -96,8 +96,10 @@ namespace {
 // Read by the library at run time, and by the project's own scripts (not warned about).
 constexpr const char* kKnown[] = {"GRADWIRE_TIMEOUT",    "GRADWIRE_INIT_TIMEOUT",
                                   "GRADWIRE_ON_TIMEOUT", "GRADWIRE_NODE_SPLIT",
-                                  "GRADWIRE_CODEC_ISA",  "GRADWIRE_CHECK"};
-constexpr const char* kScripts[] = {"GRADWIRE_JOBS", "GRADWIRE_CHECK_NP"};
+                                  "GRADWIRE_CODEC_ISA",  "GRADWIRE_CHECK",
+                                  "GRADWIRE_ON_FAILURE", "GRADWIRE_COST_CACHE",
+                                  "GRADWIRE_SRA_OVERLAP"};
+constexpr const char* kScripts[] = {"GRADWIRE_JOBS", "GRADWIRE_CHECK_NP", "GRADWIRE_OMPI5"};
 
 }  // namespace
 

@@ -61,6 +61,7 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::Cuda: return "CUDA error";
     case ErrorCode::WireFormat: return "malformed wire data";
     case ErrorCode::Internal: return "internal error";
+    case ErrorCode::PeerFailed: return "peer failed";
   }
   return "unknown error";
 }

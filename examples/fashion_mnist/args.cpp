@@ -61,6 +61,8 @@ std::string usage() {
          "  --train-subset N    use the first N training examples; 0 = all 60000 (0)\n"
          "  --test-subset N     evaluate on the first N test examples; 0 = all 10000 (0)\n"
          "  --hidden W1,W2,...  hidden layer widths (512,256)\n"
+         "  --on-failure P      abort | shrink: go on with the survivors when a rank dies\n"
+         "                      (needs gradwire with ULFM and mpirun --with-ft ulfm) (abort)\n"
          "  --data-dir DIR      the gzipped IDX files (" +
          std::string(kDefaultDataDir) + ")\n";
 }
@@ -103,6 +105,9 @@ bool parse_args(int argc, char** argv, Args& a) {
       a.test_subset = to_u64(flag, v);
     } else if (flag == "--hidden") {
       a.hidden = to_sizes(flag, v);
+    } else if (flag == "--on-failure") {
+      if (v != "abort" && v != "shrink") bad(flag, v, "abort or shrink");
+      a.on_failure = v;
     } else if (flag == "--data-dir") {
       a.data_dir = v;
     } else {

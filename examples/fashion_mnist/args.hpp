@@ -23,6 +23,10 @@ struct Args {
   std::size_t test_subset = 0;   // first N test examples; 0 = all 10000
   std::vector<std::size_t> hidden = {512, 256};
   std::string data_dir;          // empty: Debian's /usr/share/datasets/fashion-mnist
+  // abort: a lost rank ends the job. shrink: the survivors shrink the communicator, rebuild
+  // the gradient plan (its error feedback carried over), re-shard the data and go on
+  // (gradwire built with ULFM, run under mpirun --with-ft ulfm).
+  std::string on_failure = "abort";
 };
 
 // Parses argv. Returns false after printing usage for --help; throws std::invalid_argument

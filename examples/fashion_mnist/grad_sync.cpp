@@ -21,6 +21,11 @@ gradwire::PlanConfig GradSync::plan_config(std::size_t n, const SyncConfig& c) {
 GradSync::GradSync(gradwire::Communicator& comm, std::size_t n, const SyncConfig& config)
     : plan_(comm, plan_config(n, config)) {}
 
+GradSync::GradSync(gradwire::Communicator& comm, const GradSync& from)
+    : plan_(comm, from.plan_.config()) {
+  plan_.carry_residual(from.plan_);
+}
+
 void GradSync::average(float* g) {
   const auto t0 = std::chrono::steady_clock::now();
   plan_.run(g, g);

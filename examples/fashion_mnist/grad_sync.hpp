@@ -23,6 +23,8 @@ class GradSync {
  public:
   // Collective: every rank must pass the same n and config (the plan checks it).
   GradSync(gradwire::Communicator& comm, std::size_t n, const SyncConfig& config);
+  // The same over a shrunk communicator, taking over `from`'s error-feedback residual.
+  GradSync(gradwire::Communicator& comm, const GradSync& from);
 
   // g (n floats) becomes the mean of every rank's g; bit-identical on all ranks.
   void average(float* g);

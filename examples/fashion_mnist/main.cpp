@@ -6,6 +6,9 @@
 //   OPENBLAS_NUM_THREADS=1 mpirun -np 4 ./fashion_mnist --codec q4 --epochs 10
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <memory>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -79,17 +82,32 @@ std::uint64_t fingerprint(const float* w, std::size_t n) {
   return h;
 }
 
+// Test hook: FM_KILL_RANK=R FM_KILL_STEP=S makes world rank R die (SIGKILL) at global
+// training step S, to exercise --on-failure shrink.
+bool kill_hook(int world_rank, std::size_t step) {
+  const char* r = std::getenv("FM_KILL_RANK");
+  const char* s = std::getenv("FM_KILL_STEP");
+  return r && s && std::atoi(r) == world_rank &&
+         std::strtoull(s, nullptr, 10) == static_cast<unsigned long long>(step);
+}
+
 int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& test_set) {
-  gradwire::Communicator comm(MPI_COMM_WORLD);
-  const int rank = comm.rank(), size = comm.size();
-  const bool root = rank == 0;
+  gradwire::Options opts;
+  opts.on_failure = a.on_failure == "shrink" ? gradwire::Options::FailurePolicy::Shrink
+                                             : gradwire::Options::FailurePolicy::Abort;
+  auto comm_owner = std::make_unique<gradwire::Communicator>(MPI_COMM_WORLD, opts);
+  gradwire::Communicator* cp = comm_owner.get();
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  int rank = cp->rank(), size = cp->size();
+  bool root = rank == 0;
 
   const std::size_t n_train =
       a.train_subset == 0 ? train_set.count : std::min(a.train_subset, train_set.count);
   const std::size_t n_test =
       a.test_subset == 0 ? test_set.count : std::min(a.test_subset, test_set.count);
-  const std::size_t global_batch = a.batch * static_cast<std::size_t>(size);
-  const std::size_t steps = n_train / global_batch;  // the remainder is left out each epoch
+  std::size_t global_batch = a.batch * static_cast<std::size_t>(size);
+  std::size_t steps = n_train / global_batch;  // the remainder is left out each epoch
   if (steps == 0) {
     if (root) {
       std::fprintf(stderr, "fashion_mnist: %zu training examples make no step of %zu "
@@ -105,10 +123,12 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
   fm::Mlp model(dims, std::max(a.batch, eval_chunk));
   model.init(a.seed);
   // Same seed gives the same bits already; the broadcast makes it so by construction.
-  comm.broadcast(model.params(), model.param_count(), gradwire::DType::Float32, 0);
+  cp->broadcast(model.params(), model.param_count(), gradwire::DType::Float32, 0);
 
   fm::Sgd opt(model.param_count(), a.lr, a.momentum, a.weight_decay);
-  fm::GradSync sync(comm, model.param_count(), {a.codec, a.algo, a.ef, a.seed});
+  auto sync_owner = std::make_unique<fm::GradSync>(*cp, model.param_count(),
+                                                   fm::SyncConfig{a.codec, a.algo, a.ef, a.seed});
+  fm::GradSync* sp = sync_owner.get();
 
   if (root) {
     std::string arch;
@@ -129,9 +149,9 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
 
   // Epoch 0: the untrained model, so that a run shows its loss falling.
   {
-    const Eval tr = evaluate(comm, model, train_set, std::min<std::size_t>(n_train, 10000),
+    const Eval tr = evaluate(*cp, model, train_set, std::min<std::size_t>(n_train, 10000),
                              eval_chunk);
-    const Eval te = evaluate(comm, model, test_set, n_test, eval_chunk);
+    const Eval te = evaluate(*cp, model, test_set, n_test, eval_chunk);
     if (root) {
       std::printf("epoch %3d/%d  train_loss %.4f  test_loss %.4f  test_acc %.4f\n", 0,
                   a.epochs, tr.loss, te.loss, te.acc);
@@ -141,7 +161,7 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
 
   std::vector<float> xb(a.batch * train_set.features);
   std::vector<std::uint8_t> yb(a.batch);
-  const std::size_t total_steps = steps * static_cast<std::size_t>(a.epochs);
+  std::size_t global_step = 0;  // steps taken so far (the kill hook's clock)
   Eval last{0, 0};
   double run_comm = 0, run_wire = 0, run_s = 0;
   for (int epoch = 1; epoch <= a.epochs; ++epoch) {
@@ -150,29 +170,81 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
     // This rank's disjoint block of the epoch's permutation.
     const std::uint32_t* mine = perm.data() + static_cast<std::size_t>(rank) * steps * a.batch;
     double loss_sum = 0, comm_s = 0, wire = 0;
+    std::size_t done = 0;  // steps of this epoch on this rank (the mean's denominator)
     for (std::size_t s = 0; s < steps; ++s) {
+      if (kill_hook(world_rank, global_step)) std::raise(SIGKILL);
       for (std::size_t i = 0; i < a.batch; ++i) {
         const std::size_t ex = mine[s * a.batch + i];
         std::copy_n(train_set.images.data() + ex * train_set.features, train_set.features,
                     xb.data() + i * train_set.features);
         yb[i] = train_set.labels[ex];
       }
-      loss_sum += model.forward(xb.data(), yb.data(), a.batch);
+      const double loss = model.forward(xb.data(), yb.data(), a.batch);
       model.backward(xb.data(), yb.data(), a.batch);
-      sync.average(model.grads());
-      comm_s += sync.seconds();
-      wire += static_cast<double>(sync.wire_bytes());
-      const std::size_t step = static_cast<std::size_t>(epoch - 1) * steps + s;
-      const double lr = fm::scheduled_lr(a.schedule, a.lr,
-                                         static_cast<double>(step) / static_cast<double>(total_steps));
+      try {
+        sp->average(model.grads());
+      } catch (const gradwire::Error& e) {
+        if (e.code() != gradwire::ErrorCode::PeerFailed) throw;
+        // A rank died: go on with the survivors. The gradient plan is rebuilt with its
+        // residual, and the rest of the epoch's permutation is re-sharded over the new size
+        // from the same point. (A death inside the epoch-end evaluation is not handled.)
+        const int before = size;
+        const std::size_t old_batch = global_batch;
+        auto next = std::make_unique<gradwire::Communicator>(cp->shrink());
+        auto next_sync = std::make_unique<fm::GradSync>(*next, *sp);
+        sync_owner = std::move(next_sync);  // the old plan goes before its communicator
+        comm_owner = std::move(next);
+        cp = comm_owner.get();
+        sp = sync_owner.get();
+        rank = cp->rank();
+        size = cp->size();
+        root = rank == 0;
+        // A step can complete on some ranks and fail on others (the dead rank's message
+        // reached some only): those that completed it fail in the next step. Go on from the
+        // furthest survivor, with its weights and momentum.
+        long long at[2] = {static_cast<long long>(global_step), -static_cast<long long>(global_step)};
+        cp->allreduce(at, at, 2, gradwire::DType::Int64, gradwire::ReduceOp::Max);
+        const bool behind = static_cast<long long>(global_step) < at[0];
+        if (at[0] != -at[1]) {
+          int from = behind ? size : rank;
+          cp->allreduce(&from, &from, 1, gradwire::DType::Int32, gradwire::ReduceOp::Min);
+          cp->broadcast(model.params(), model.param_count(), gradwire::DType::Float32, from);
+          cp->broadcast(opt.velocity(), model.param_count(), gradwire::DType::Float32, from);
+          global_step = static_cast<std::size_t>(at[0]);
+        }
+        // Examples of this epoch already used (the same on every survivor).
+        const std::size_t seen = (s + (behind ? 1 : 0)) * old_batch;
+        global_batch = a.batch * static_cast<std::size_t>(size);
+        steps = n_train / global_batch;
+        s = seen / global_batch;
+        mine = perm.data() + static_cast<std::size_t>(rank) * steps * a.batch;
+        if (root) {
+          std::printf("epoch %3d: %s\nepoch %3d: shrunk from %d to %d ranks at step %zu "
+                      "(rendezvous %.3f s); resuming at step %zu of %zu\n",
+                      epoch, e.what(), epoch, before, size, global_step,
+                      cp->rendezvous_seconds(), s, steps);
+          std::fflush(stdout);
+        }
+        --s;  // the loop's ++s: redo step s on the new shards
+        continue;
+      }
+      ++done;
+      loss_sum += loss;
+      comm_s += sp->seconds();
+      wire += static_cast<double>(sp->wire_bytes());
+      const double progress = (static_cast<double>(epoch - 1) +
+                               static_cast<double>(s) / static_cast<double>(steps)) /
+                              static_cast<double>(a.epochs);
+      ++global_step;
+      const double lr = fm::scheduled_lr(a.schedule, a.lr, progress);
       opt.step(model.params(), model.grads(), lr);
     }
     const double train_s = since(t0);
     // Means over ranks: train loss, seconds in gradwire, bytes sent per step.
-    double m[4] = {loss_sum / static_cast<double>(steps), comm_s, wire / static_cast<double>(steps),
-                   train_s};
-    comm.allreduce(m, m, 4, gradwire::DType::Float64, gradwire::ReduceOp::Avg);
-    last = evaluate(comm, model, test_set, n_test, eval_chunk);
+    const double nd = static_cast<double>(std::max<std::size_t>(done, 1));
+    double m[4] = {loss_sum / nd, comm_s, wire / nd, train_s};
+    cp->allreduce(m, m, 4, gradwire::DType::Float64, gradwire::ReduceOp::Avg);
+    last = evaluate(*cp, model, test_set, n_test, eval_chunk);
     run_comm += m[1];
     run_wire += m[2];
     run_s += m[3];
@@ -180,7 +252,7 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
       std::printf("epoch %3d/%d  train_loss %.4f  test_loss %.4f  test_acc %.4f  "
                   "wire_B/step %.0f  comm_s %.2f (%.2f ms/step)  train_s %.1f  [%s]\n",
                   epoch, a.epochs, m[0], last.loss, last.acc, m[2], m[1],
-                  m[1] / static_cast<double>(steps) * 1e3, m[3], sync.algorithm().c_str());
+                  m[1] / nd * 1e3, m[3], sp->algorithm().c_str());
       std::fflush(stdout);
     }
   }
@@ -188,14 +260,14 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
   // Every rank must hold the same weights: the averaged gradient is identical everywhere.
   const std::uint64_t fp = fingerprint(model.params(), model.param_count());
   std::uint64_t lo = fp, hi = fp;
-  MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, comm.mpi_comm());
-  MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, comm.mpi_comm());
+  MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, cp->mpi_comm());
+  MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, cp->mpi_comm());
   const bool same = lo == hi;
   if (root) {
     std::printf("RESULT codec=%s algo=%s alg_used=%s ef=%s ranks=%d epochs=%d test_acc=%.4f "
                 "test_loss=%.4f wire_B_per_step=%.0f comm_s=%.2f train_s=%.1f "
                 "weights_identical=%s\n",
-                a.codec.c_str(), a.algo.c_str(), sync.algorithm().c_str(), a.ef ? "on" : "off",
+                a.codec.c_str(), a.algo.c_str(), sp->algorithm().c_str(), a.ef ? "on" : "off",
                 size, a.epochs, last.acc, last.loss, run_wire / a.epochs, run_comm, run_s,
                 same ? "yes" : "no");
     if (!same) std::fprintf(stderr, "fashion_mnist: ranks ended with different weights\n");

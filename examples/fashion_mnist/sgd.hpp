@@ -14,6 +14,7 @@ class Sgd {
   Sgd(std::size_t n, double lr, double momentum, double weight_decay);
   void step(float* w, const float* g, double lr);
   double base_lr() const { return lr_; }
+  float* velocity() { return velocity_.data(); }  // n floats: the momentum state
 
  private:
   double lr_, momentum_, wd_;

@@ -41,6 +41,12 @@ struct Options {
   // plans never need it, whatever the GPU count. Eager: in the constructor, which then fails
   // (on every rank alike) where it cannot be made: no NCCL, no GPU, two ranks on one GPU.
   enum class DeviceSetup { Lazy, Eager } device_setup = DeviceSetup::Lazy;
+  // What a peer process's death does. Abort ends the job (default). Shrink (builds against
+  // an MPI with ULFM, run under `mpirun --with-ft ulfm`): every survivor throws
+  // Error(PeerFailed) naming the lost ranks, from the call the death interrupted or, where
+  // that call had already completed, from the next one; shrink() then gives a communicator
+  // of the survivors (docs/fault-tolerance.md). Unset takes GRADWIRE_ON_FAILURE=abort|shrink.
+  enum class FailurePolicy { FromEnv, Abort, Shrink } on_failure = FailurePolicy::FromEnv;
 };
 
 // Where a buffer lives. Auto asks the CUDA runtime (host in builds without CUDA).
@@ -115,6 +121,11 @@ class Communicator {
   // rank), InvalidArgument (two ranks of a node on one GPU), Nccl/Cuda, or Timeout. A failure
   // is final: later device calls throw the same error at once, with no communication.
   void setup_device();
+  // After ErrorCode::PeerFailed (failure policy shrink): collective over the survivors; a new
+  // communicator of them, the rendezvous redone (node split, leaders, device backend). This
+  // one stays failed. Plans are rebuilt on the new one (Plan::carry_residual keeps their
+  // error feedback). Unsupported in builds without ULFM.
+  Communicator shrink();
 
   // Releases MPI/NCCL resources; any later call fails with ErrorCode::Finalized.
   void finalize();

@@ -18,6 +18,8 @@ enum class ErrorCode : int {
   Cuda = 8,             // the CUDA runtime returned an error
   WireFormat = 9,       // a malformed or truncated compressed message
   Internal = 10,        // a bug in gradwire
+  // (11 is the C ABI's GW_OUT_OF_MEMORY.)
+  PeerFailed = 12,      // a peer process died (GRADWIRE_ON_FAILURE=shrink): shrink() and go on
 };
 
 const char* error_code_name(ErrorCode code) noexcept;

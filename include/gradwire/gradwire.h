@@ -37,6 +37,7 @@ typedef enum gw_status {
   GW_WIRE_FORMAT = 9,      /* a malformed or truncated compressed message */
   GW_INTERNAL = 10,        /* a bug in gradwire */
   GW_OUT_OF_MEMORY = 11,   /* host allocation failed (C ABI only) */
+  GW_PEER_FAILED = 12,     /* a peer died (GRADWIRE_ON_FAILURE=shrink): gw_comm_shrink */
   GW_STATUS_MAX_ENUM_ = 0x7fffffff
 } gw_status_t;
 
@@ -110,6 +111,10 @@ gw_status_t gw_comm_node_count(gw_comm_t comm, int* node_count);
 /* Wall time the create/split spent meeting its peers. */
 gw_status_t gw_comm_rendezvous_seconds(gw_comm_t comm, double* seconds);
 gw_status_t gw_comm_set_on_timeout(gw_comm_t comm, gw_on_timeout_t policy);
+/* After GW_PEER_FAILED (GRADWIRE_ON_FAILURE=shrink, ULFM builds): collective over the
+ * survivors; *out is a new communicator of them, the rendezvous redone. comm stays failed
+ * (destroy it). GW_UNSUPPORTED in builds without ULFM. */
+gw_status_t gw_comm_shrink(gw_comm_t comm, gw_comm_t* out);
 
 /* ---- collectives (host or device buffers; the library asks CUDA which) ----
  * recv may equal send (in place). Blocking forms return when the result is in place;
@@ -190,6 +195,9 @@ gw_status_t gw_plan_reset_residual(gw_plan_t plan);
 /* Collective; the file is keyed by global element, loadable at another number of ranks. */
 gw_status_t gw_plan_save_residual(gw_plan_t plan, const char* path);
 gw_status_t gw_plan_load_residual(gw_plan_t plan, const char* path);
+/* Collective over plan's communicator: takes over from's error-feedback residual by global
+ * element range (typically from a plan on the communicator that gw_comm_shrink replaced). */
+gw_status_t gw_plan_carry_residual(gw_plan_t plan, gw_plan_t from);
 /* One-shot compressed allreduce without error feedback. algorithm NULL means "auto". */
 gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv, size_t count,
                                     gw_dtype_t dtype, gw_op_t op, const char* codec,

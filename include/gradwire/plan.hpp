@@ -96,6 +96,11 @@ class Plan {
   // number of ranks loads it correctly.
   void save_residual(const std::string& path) const;
   void load_residual(const std::string& path);
+  // Collective over this plan's communicator: takes over the residual of `from` (the same
+  // collective and global element count, typically made on the communicator this one's was
+  // shrunk from) by global element range, as a save/load through a file would, without
+  // touching `from`'s communicator. Residual held by lost ranks is gone.
+  void carry_residual(const Plan& from);
 
   struct Impl;
 

@@ -10,7 +10,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 start=$(date +%s)
 # The outer timeout only guards this script: the job must end well before it.
-timeout -k 5 $((max_s * 3)) "$mpirun" --oversubscribe -np 3 "$probe" "$scenario" >"$log" 2>&1
+# GW_MPIRUN_FLAGS: extra mpirun flags (the ULFM variant passes --with-ft ulfm).
+# shellcheck disable=SC2086
+timeout -k 5 $((max_s * 3)) "$mpirun" ${GW_MPIRUN_FLAGS:-} --oversubscribe -np 3 "$probe" "$scenario" >"$log" 2>&1
 rc=$?
 elapsed=$(( $(date +%s) - start ))
 cat "$log"
