@@ -203,7 +203,15 @@ TEST(CheckedEnv, OnInTheTestSuite) {
 // end the process from MPI_Testall (Open MPI's fatal handler on MPI_COMM_WORLD, exit 15).
 TEST(MpiErrors, NonBlockingCountMismatchIsAStatus) {
   if (world_size() < 2) GTEST_SKIP();
-  std::vector<float>* buf = new std::vector<float>(65538, 1.0f);  // leaked: MPI may keep it
+#if defined(__SANITIZE_ADDRESS__)
+  // The erroneous call makes Open MPI 4.1's libnbc write past its own temporary buffer
+  // (heap-buffer-overflow in mca_coll_libnbc, seen under ASan): MPI's bug on an erroneous
+  // program, and the reason checked mode exists. Not run under the sanitizer.
+  GTEST_SKIP() << "Open MPI overflows its own buffer on mismatched counts";
+#endif
+  // Leaked: MPI may keep writing it. Twice the size: with mismatched counts Open MPI's
+  // segmented algorithms read and write past the smaller rank's count (seen under ASan).
+  std::vector<float>* buf = new std::vector<float>(2 * 65538 + 64, 1.0f);
   int mpi_error = 0;
   {
     Communicator comm(MPI_COMM_WORLD, fast_return(1.0));
