@@ -116,14 +116,17 @@ struct Plan::Impl {
         while (!poll() && detail::monotonic_ns() < run_deadline) sched_yield();
       } catch (...) {
       }
-      if (in_flight) {
-        flight->plan = nullptr;
-        (void)algo.release();
-        (void)t.release();
-        (void)tlocal.release();
-        (void)tleaders.release();
-        return;
-      }
+      if (in_flight) broken = "abandoned";
+    }
+    if (!broken.empty()) {
+      // A run that failed or was abandoned may have left operations posted that peers still
+      // complete: keep everything MPI may touch (leaked quietly) rather than free it.
+      flight->plan = nullptr;
+      (void)algo.release();
+      (void)t.release();
+      (void)tlocal.release();
+      (void)tleaders.release();
+      return;
     }
     flight->plan = nullptr;
     release_staging();

@@ -58,9 +58,16 @@ void agree_on_call(Communicator::Impl& c, const CallInfo& call, const CallKey& k
     buf[kFields + i] = ~mine[i];
   }
   const MPI_Comm comm = c.comm;
-  buf = bounded_of(c, call, "MPI_Iallreduce (checked mode)", buf, [comm](void* b, MPI_Request* r) {
-    return MPI_Iallreduce(MPI_IN_PLACE, b, 2 * kFields, MPI_UINT64_T, MPI_MAX, comm, r);
-  });
+  if (c.policy == OnTimeout::Abort) {
+    // MPI's blocking allreduce is its fastest path; the watchdog bounds it (and aborts).
+    Armed guard(c.watch, c.timeout_s, call);
+    c.check_mpi(MPI_Allreduce(MPI_IN_PLACE, buf.data(), 2 * kFields, MPI_UINT64_T, MPI_MAX, comm),
+                call, "MPI_Allreduce (checked mode)");
+  } else {
+    buf = bounded_of(c, call, "MPI_Iallreduce (checked mode)", buf, [comm](void* b, MPI_Request* r) {
+      return MPI_Iallreduce(MPI_IN_PLACE, b, 2 * kFields, MPI_UINT64_T, MPI_MAX, comm, r);
+    });
+  }
   bool differ = false;
   for (int i = 0; i < kFields; ++i) differ = differ || buf[i] != ~buf[kFields + i];
   if (!differ) return;

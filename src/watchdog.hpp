@@ -28,11 +28,14 @@ class WatchSlot {
 
   // Called by the watchdog thread: fires on_expire when the deadline has passed.
   void check(std::int64_t now_ns);
+  // Called by the watchdog thread: the earliest time this slot could expire.
+  std::int64_t next_check(std::int64_t now_ns) const noexcept;
 
  private:
   Expire on_expire_;
   std::atomic<std::int64_t> deadline_ns_{0};  // 0: idle
   std::atomic<std::int64_t> timeout_ns_{0};
+  std::atomic<std::int64_t> shortest_ns_{INT64_MAX};  // shortest timeout ever armed
   std::atomic<const char*> collective_{""};
   std::atomic<std::size_t> count_{0};
   std::atomic<int> dtype_{0}, op_{-1}, peer_{-1};

@@ -58,6 +58,9 @@ class Communicator;
 class Request {
  public:
   Request();
+  // Waits for an unfinished collective at most until its deadline (posting time + timeout),
+  // never aborts; one that still has not finished (a peer gone) is leaked, buffers included,
+  // since MPI may still write them.
   ~Request();
   Request(Request&&) noexcept;
   Request& operator=(Request&&) noexcept;

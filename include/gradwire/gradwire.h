@@ -42,7 +42,8 @@ typedef enum gw_status {
 } gw_status_t;
 
 /* The *_MAX_ENUM_ members keep each enum int-sized and make every non-negative int a valid
- * value of it in C++, so the library can receive and reject any value a C caller passes. */
+ * value of it in C++ (the *_MIN_ENUM_ members every negative one too, for dtype and op), so
+ * the library can receive and reject any value a C caller passes. */
 
 /* Values equal gradwire::DType; they never change. */
 typedef enum gw_dtype {
@@ -53,7 +54,8 @@ typedef enum gw_dtype {
   GW_INT32 = 4,
   GW_INT64 = 5,
   GW_UINT8 = 6,
-  GW_DTYPE_MAX_ENUM_ = 0x7fffffff
+  GW_DTYPE_MAX_ENUM_ = 0x7fffffff,
+  GW_DTYPE_MIN_ENUM_ = -0x7fffffff - 1
 } gw_dtype_t;
 
 /* Values equal gradwire::ReduceOp. GW_AVG on integers truncates toward zero. */
@@ -63,7 +65,8 @@ typedef enum gw_op {
   GW_MIN = 2,
   GW_MAX = 3,
   GW_PROD = 4,
-  GW_OP_MAX_ENUM_ = 0x7fffffff
+  GW_OP_MAX_ENUM_ = 0x7fffffff,
+  GW_OP_MIN_ENUM_ = -0x7fffffff - 1
 } gw_op_t;
 
 /* What a wait does past its deadline (GRADWIRE_TIMEOUT seconds, default 300). */

@@ -68,7 +68,11 @@ class Plan {
  public:
   // Collective over comm. Ranks that disagree on the configuration (count, dtype, op, codec,
   // algorithm, collective) all fail with ErrorCode::Mismatch, naming the field.
+  // Arguments are checked before anything is allocated: a count above 2^29 - 1 elements in
+  // all, an invalid dtype/op/collective value is InvalidArgument on every rank.
   Plan(Communicator& comm, const PlanConfig& config);
+  // Like ~Request: waits for a run in flight at most until its deadline, never aborts, and
+  // leaks what MPI may still use after a failed or abandoned run.
   ~Plan();
   Plan(Plan&&) noexcept;
   Plan& operator=(Plan&&) noexcept;
@@ -93,7 +97,8 @@ class Plan {
 
   void reset_residual();
   // Collective. The file is keyed by global element range, so a run restarted on a different
-  // number of ranks loads it correctly.
+  // number of ranks loads it correctly. Version 2 (CRC-32 checked; non-finite values, trailing
+  // bytes and version 1 files are rejected with InvalidArgument).
   void save_residual(const std::string& path) const;
   void load_residual(const std::string& path);
   // Collective over this plan's communicator: takes over the residual of `from` (the same

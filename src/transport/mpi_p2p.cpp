@@ -1,10 +1,9 @@
 #include "transport/mpi_p2p.hpp"
 
-#include "request_state.hpp"
-
 #include <climits>
 #include <string>
 
+#include "request_state.hpp"
 #include "transport/mpi_types.hpp"
 
 namespace gradwire::detail {

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cmath>
@@ -23,6 +24,7 @@
 #include <gradwire/plan.hpp>
 
 #include "config.hpp"
+#include "watchdog.hpp"
 
 using gradwire::Communicator;
 using gradwire::DType;
@@ -201,7 +203,15 @@ TEST(CheckedEnv, OnInTheTestSuite) {
 // end the process from MPI_Testall (Open MPI's fatal handler on MPI_COMM_WORLD, exit 15).
 TEST(MpiErrors, NonBlockingCountMismatchIsAStatus) {
   if (world_size() < 2) GTEST_SKIP();
-  std::vector<float>* buf = new std::vector<float>(65538, 1.0f);  // leaked: MPI may keep it
+#if defined(__SANITIZE_ADDRESS__)
+  // The erroneous call makes Open MPI 4.1's libnbc write past its own temporary buffer
+  // (heap-buffer-overflow in mca_coll_libnbc, seen under ASan): MPI's bug on an erroneous
+  // program, and the reason checked mode exists. Not run under the sanitizer.
+  GTEST_SKIP() << "Open MPI overflows its own buffer on mismatched counts";
+#endif
+  // Leaked: MPI may keep writing it. Twice the size: with mismatched counts Open MPI's
+  // segmented algorithms read and write past the smaller rank's count (seen under ASan).
+  std::vector<float>* buf = new std::vector<float>(2 * 65538 + 64, 1.0f);
   int mpi_error = 0;
   {
     Communicator comm(MPI_COMM_WORLD, fast_return(1.0));
@@ -595,3 +605,34 @@ TEST(Culprit, NanOnAnotherRankIsNamed) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------
+// The watchdog sleeps until a deadline can pass (not 50 times a second), yet a slot armed
+// with a shorter timeout than any before still fires on time: the thread is woken for it.
+// (This suite's own hang guard keeps a 120 s slot armed, so the thread is in a long sleep.)
+
+TEST(Watchdog, ShortDeadlineArmedDuringALongSleepFiresOnTime) {
+  std::atomic<int> fired{0};
+  std::atomic<std::int64_t> at{0};
+  gradwire::detail::WatchSlot slot([&](const gradwire::detail::CallInfo&, double) {
+    at = gradwire::detail::monotonic_ns();
+    fired.fetch_add(1);
+  });
+  gradwire::detail::CallInfo call;
+  call.collective = "watchdog test";
+  call.has_data = false;
+  sleep_s(0.1);  // the thread has computed its long sleep
+  const std::int64_t t0 = gradwire::detail::monotonic_ns();
+  slot.arm(0.25, call);
+  for (int i = 0; i < 200 && fired.load() == 0; ++i) sleep_s(0.01);
+  ASSERT_EQ(fired.load(), 1);
+  const double after = static_cast<double>(at.load() - t0) * 1e-9;
+  EXPECT_GE(after, 0.24);
+  EXPECT_LT(after, 0.6);
+  // Disarmed in time: never fires.
+  slot.arm(0.25, call);
+  sleep_s(0.1);
+  slot.disarm();
+  sleep_s(0.3);
+  EXPECT_EQ(fired.load(), 1);
+}
