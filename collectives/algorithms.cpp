@@ -2,6 +2,7 @@
 #include "collectives/staged.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <chrono>
 #include <cstdlib>
@@ -674,6 +675,7 @@ class Hier final : public Algorithm {
       stage_ = 3;
       return;
     }
+    status_.fill(std::byte{0});
     // Dense inside the node: the fast local links carry the full vector.
     local_.ireduce(in, leader_ ? node_sum_.data() : nullptr, p_.count, Elem::F32, 0);
   }
@@ -687,17 +689,25 @@ class Hier final : public Algorithm {
           break;
         case 1:
           if (leader_) {
-            if (!inner_->progress()) return false;
-            encode_s = inner_->encode_s;
-            decode_s = inner_->decode_s;
-            if (p_.op == ReduceOp::Avg) scale(out_, p_.count, global_size_);
+            try {
+              if (!inner_->progress()) return false;
+              encode_s = inner_->encode_s;
+              decode_s = inner_->decode_s;
+              if (p_.op == ReduceOp::Avg) scale(out_, p_.count, global_size_);
+            } catch (const Error& e) {
+              // The node's other ranks wait on the broadcast below: they learn the leader's
+              // error from it, in the status posted beside the data, instead of timing out.
+              set_status(e);
+            }
           }
+          local_.ibcast(status_.data(), status_.size(), 0);
           local_.ibcast(out_, p_.count * sizeof(float), 0);
           stage_ = 2;
           break;
         case 2:
           if (!drain()) return false;
           stage_ = 3;
+          raise_status();
           break;
         default: return true;
       }
@@ -715,10 +725,28 @@ class Hier final : public Algorithm {
       }
     }
   }
+  // status_: the leader's error code (4 bytes, 0: none) and text, the same on every rank of
+  // the node after the broadcast.
+  void set_status(const Error& e) {
+    std::string text = std::string(e.what()) +
+                       " (hier: ranks named are among node leaders; the value may come from "
+                       "any rank of that node)";
+    text.resize(std::min(text.size(), status_.size() - 5));
+    const auto code = static_cast<std::int32_t>(e.code());
+    std::memcpy(status_.data(), &code, 4);
+    std::memcpy(status_.data() + 4, text.data(), text.size());
+  }
+  void raise_status() const {
+    std::int32_t code = 0;
+    std::memcpy(&code, status_.data(), 4);
+    if (code == 0) return;
+    throw Error(static_cast<ErrorCode>(code), reinterpret_cast<const char*>(status_.data() + 4));
+  }
   Transport& local_;
   std::unique_ptr<Algorithm> inner_;
   AlgoParams p_;
   int global_size_;
+  std::array<std::byte, 512> status_{};
   bool leader_ = false;
   std::vector<float> node_sum_;
   std::vector<int> done_;

@@ -55,6 +55,7 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
   // A bad setting on one rank must not leave the others waiting: every rank parses, then all
   // meet (with a default deadline where the bad one was the deadline) and agree on the verdict.
   std::string config_error;
+  ErrorCode config_code = ErrorCode::InvalidArgument;
   double init_timeout = 300;
   int ranks_per_node = 0;
   fault = std::make_unique<detail::FaultState>();
@@ -72,6 +73,7 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
     fault->shrink = detail::resolve_on_failure(o.on_failure);
   } catch (const Error& e) {
     config_error = e.what();
+    config_code = e.code();
   }
   init_timeout_s = init_timeout;
 
@@ -93,7 +95,7 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
     bad[static_cast<std::size_t>(rank)] = config_error.empty() ? 0 : 1;
     check_mpi(MPI_Allgather(MPI_IN_PLACE, 1, MPI_INT, bad.data(), 1, MPI_INT, comm), call,
               "MPI_Allgather");
-    if (!config_error.empty()) throw Error(ErrorCode::InvalidArgument, config_error);
+    if (!config_error.empty()) throw Error(config_code, config_error);
     std::string who;
     for (int r = 0; r < size; ++r)
       if (bad[static_cast<std::size_t>(r)]) who += (who.empty() ? "" : ", ") + std::to_string(r);

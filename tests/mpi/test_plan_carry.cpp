@@ -59,8 +59,9 @@ TEST(PlanCarry, TotalsSurviveAChangeOfAlgorithm) {
   b.algorithm = "shared-grid";
   Plan to(comm, b);
   to.carry_residual(from);
-  const auto before = saved(from, tmp_path(comm, "a"));
-  const auto after = saved(to, tmp_path(comm, "b"));
+  const std::string path_a = tmp_path(comm, "a"), path_b = tmp_path(comm, "b");
+  const auto before = saved(from, path_a);
+  const auto after = saved(to, path_b);
   ASSERT_EQ(before.size(), after.size());
   double biggest = 0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -71,8 +72,8 @@ TEST(PlanCarry, TotalsSurviveAChangeOfAlgorithm) {
   int read = 1;  // every rank has read both files before rank 0 removes them
   comm.allreduce(&read, &read, 1, gradwire::DType::Int32, gradwire::ReduceOp::Sum);
   if (comm.rank() == 0) {
-    std::remove(tmp_path(comm, "a").c_str());
-    std::remove(tmp_path(comm, "b").c_str());
+    std::remove(path_a.c_str());
+    std::remove(path_b.c_str());
   }
 }
 
