@@ -120,17 +120,7 @@ class Sra final : public Staged {
             if (len(j)) write_run_error(err_, send_.data() + moff_[j]);
         }
       }
-      if (len(me_)) {  // a rank may own no chunk when count is small
-        std::fill(acc_.begin(), acc_.end(), 0.0f);
-        if (!err_.set()) {
-          Timed tm(decode_s);
-          codec_.decode_add(send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
-        }
-        for (int j = 0; j < P; ++j) {
-          if (j == me_) continue;
-          peer_[t_.irecv(recv_.data() + cap_[me_] * j, cap_[me_], j, kTagReduce)] = j;
-        }
-      }
+      if (len(me_)) own_chunk_and_receives();  // a rank may own no chunk when count is small
       t_.group_start();
       for (int j = 0; j < P; ++j) {
         if (j != me_ && len(j))
@@ -169,6 +159,20 @@ class Sra final : public Staged {
     return false;
   }
 
+  // Stage 0, once this rank's own chunk is encoded: it starts the accumulator, and the
+  // peers' chunks of it are awaited.
+  void own_chunk_and_receives() {
+    std::fill(acc_.begin(), acc_.end(), 0.0f);
+    if (!err_.set()) {
+      Timed tm(decode_s);
+      codec_.decode_add(send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
+    }
+    for (int j = 0; j < t_.size(); ++j) {
+      if (j == me_) continue;
+      peer_[t_.irecv(recv_.data() + cap_[me_] * j, cap_[me_], j, kTagReduce)] = j;
+    }
+  }
+
   // Stage 0, pipelined: the own chunk first (encoded, decoded into the accumulator, as in the
   // plain order), then the receives, then each peer's chunk encoded and sent at once (nearest
   // peer first, so ranks do not all start with the same one), reporting arrivals between
@@ -194,15 +198,7 @@ class Sra final : public Staged {
     };
     if (len(me_)) {
       encode(me_);
-      std::fill(acc_.begin(), acc_.end(), 0.0f);
-      if (!err_.set()) {
-        Timed tm(decode_s);
-        codec_.decode_add(send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
-      }
-      for (int j = 0; j < P; ++j) {
-        if (j == me_) continue;
-        peer_[t_.irecv(recv_.data() + cap_[me_] * j, cap_[me_], j, kTagReduce)] = j;
-      }
+      own_chunk_and_receives();
     }
     for (int k = 1; k < P; ++k) {
       const int j = (me_ + k) % P;
