@@ -23,6 +23,14 @@ struct Args {
   std::size_t test_subset = 0;   // first N test examples; 0 = all 10000
   std::vector<std::size_t> hidden = {512, 256};
   std::string data_dir;          // empty: Debian's /usr/share/datasets/fashion-mnist
+  // Library-side DGC options (gradwire::PlanConfig): momentum in the plan, masking, clipping,
+  // top-k density warm-up; PowerSGD's rank (--algo powersgd).
+  bool plan_momentum = false;    // the optimizer's momentum moves into the plan
+  bool masking = true;
+  double clip = 0.0;             // local gradient clipping (L2 norm); 0 = off
+  double warmup_epochs = 0.0;    // top-k density warm-up
+  double warmup_density = 0.25;
+  unsigned powersgd_rank = 4;
 };
 
 // Parses argv. Returns false after printing usage for --help; throws std::invalid_argument
