@@ -224,6 +224,8 @@ unsigned grid_for(std::size_t work) {
 
 void require_dense(const Codec& c) {
   if (c.sparse()) throw Error(ErrorCode::Unsupported, "CUDA codecs: sparse codecs are host-only");
+  if (c.spec().outliers)
+    throw Error(ErrorCode::Unsupported, "CUDA codecs: sign with outliers is host-only");
 }
 
 // A device flag, freed on scope exit.
