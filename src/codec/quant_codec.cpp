@@ -543,10 +543,14 @@ void sign_outliers_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* 
     v.resize(n);
     mag.resize(n);
     order.resize(k);
+    // thread_local: one lookup per bucket, not per element
+    float* const vp = v.data();
+    float* const mp = mag.data();
+    std::uint32_t* const op = order.data();
     bool finite = true;
     for (std::uint32_t i = 0; i < n; ++i) {
-      v[i] = src(s + i);
-      finite = finite && std::isfinite(v[i]);
+      vp[i] = src(s + i);
+      finite = finite && std::isfinite(vp[i]);
     }
     if (!finite) check_finite(src, s, n, a.global_offset);
     // The k-th largest magnitude t; the outliers are the elements above t, then those equal
@@ -554,17 +558,17 @@ void sign_outliers_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* 
     float t = 0.0f;
     std::uint32_t above = 0;
     if (k > 0) {
-      for (std::uint32_t i = 0; i < n; ++i) mag[i] = std::fabs(v[i]);
-      std::nth_element(mag.begin(), mag.begin() + (k - 1), mag.end(), std::greater<float>());
-      t = mag[k - 1];
-      for (std::uint32_t i = 0; i < n; ++i) above += std::fabs(v[i]) > t ? 1u : 0u;
+      for (std::uint32_t i = 0; i < n; ++i) mp[i] = std::fabs(vp[i]);
+      std::nth_element(mp, mp + (k - 1), mp + n, std::greater<float>());
+      t = mp[k - 1];
+      for (std::uint32_t i = 0; i < n; ++i) above += std::fabs(vp[i]) > t ? 1u : 0u;
     }
     double sum = 0;  // index order: reproducible
     for (std::uint32_t i = 0, j = 0, ties = k - above; i < n; ++i) {
-      const float m = std::fabs(v[i]);
+      const float m = std::fabs(vp[i]);
       if (j < k && (m > t || (m == t && ties > 0))) {
         if (!(m > t)) --ties;
-        order[j++] = i;
+        op[j++] = i;
         continue;
       }
       sum += static_cast<double>(m);
@@ -576,19 +580,19 @@ void sign_outliers_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* 
     }
     store_f32(scales + 4 * b, scale);
     for (std::uint32_t j = 0; j < k; ++j) {
-      wire::store_u32(records, order[j]);
-      store_f32(records + 4, v[order[j]]);
+      wire::store_u32(records, op[j]);
+      store_f32(records + 4, vp[op[j]]);
       records += 8;
     }
     for (std::uint32_t c = 0, j = 0; c < n; c += kChunk) {
       const std::uint32_t m = n - c < kChunk ? n - c : kChunk;
       for (std::uint32_t i = 0; i < m; ++i) {
-        const std::uint32_t bit = math::sign_bit(v[c + i]);
+        const std::uint32_t bit = math::sign_bit(vp[c + i]);
         q[i] = static_cast<std::uint8_t>(bit);
         if constexpr (kEF) {
-          const bool exact = j < k && order[j] == c + i;
+          const bool exact = j < k && op[j] == c + i;
           j += exact ? 1 : 0;
-          a.residual[s + c + i] = exact ? 0.0f : v[c + i] - math::sign_value(bit, scale);
+          a.residual[s + c + i] = exact ? 0.0f : vp[c + i] - math::sign_value(bit, scale);
         }
       }
       pack_codes<1>(q, m, payload + (s + c) / 8);
@@ -661,18 +665,22 @@ void unsign_outliers_slice(const CodecSpec& spec, const std::byte* scales,
         static_cast<std::uint32_t>(count - s < spec.bucket ? count - s : spec.bucket);
     const std::uint32_t k = n < spec.outliers ? n : spec.outliers;
     const float scale = load_f32(scales + 4 * b);
-    std::uint32_t j = 0;
+    std::uint32_t j = 0, next = k ? wire::load_u32(records) : n;  // the next outlier's index
     for (std::uint32_t c = 0; c < n; c += kChunk) {
       const std::uint32_t m = n - c < kChunk ? n - c : kChunk;
       unpack_codes<1>(payload + (s + c) / 8, m, q);
+      if constexpr (!kAdd) {  // sign values, then the outliers over them
+        write_values<T, false>(out, s + c, m, q,
+                               [scale](std::uint32_t bit) { return math::sign_value(bit, scale); });
+      }
       for (std::uint32_t i = 0; i < m; ++i) {
-        float x = math::sign_value(q[i], scale);
-        if (j < k && wire::load_u32(records + 8 * j) == c + i) x = load_f32(records + 8 * j++ + 4);
+        const bool outlier = c + i == next;
         if constexpr (kAdd) {
-          out[s + c + i] += x;
-        } else {
-          store_elem(out, s + c + i, x);
+          out[s + c + i] += outlier ? load_f32(records + 8 * j + 4) : math::sign_value(q[i], scale);
+        } else if (outlier) {
+          store_elem(out, s + c + i, load_f32(records + 8 * j + 4));
         }
+        if (outlier) next = ++j < k ? wire::load_u32(records + 8 * j) : n;
       }
     }
     records += 8 * k;
