@@ -10,6 +10,7 @@
 #include <string>
 
 #include "codec/grid.hpp"
+#include "collectives/dgc.hpp"
 #include "collectives/run_error.hpp"
 #include "gradwire/error.hpp"
 #include "transport/element_ops.hpp"
@@ -427,7 +428,7 @@ class SharedGrid final : public Staged {
 
 class Sparse final : public Staged {
  public:
-  Sparse(Transport& t, const AlgoParams& p) : Staged(t), p_(p), codec_(p.codec) {
+  Sparse(Transport& t, const AlgoParams& p) : Staged(t), p_(p), codec_(p.codec), cur_(p.codec) {
     if (!codec_.sparse()) {
       throw Error(ErrorCode::InvalidArgument,
                   "gradwire: algorithm sparse-allgather needs a sparse codec (topk, randk, "
@@ -440,7 +441,9 @@ class Sparse final : public Staged {
                   "need value=f32");
     }
     const int P = t.size();
-    cap_ = codec_.max_encoded_bytes(p.count);
+    // Warm-up steps carry more values than the codec's k: size for the widest.
+    cap_ = p.dgc ? Codec(p.dgc->widest_spec()).max_encoded_bytes(p.count)
+                 : codec_.max_encoded_bytes(p.count);
     msg_.resize(cap_);
     if (!randk_) {
       if (cap_ * static_cast<std::size_t>(P) > 0x7fffffffu) {
@@ -466,8 +469,17 @@ class Sparse final : public Staged {
       if (p_.count == 0) return false;
       {
         Timed tm(encode_s);
-        bytes_ = codec_.encode(in_, DType::Float32, p_.count, 0, p_.seed, step_, msg_.data(), cap_,
-                               p_.error_feedback ? res_.data() : nullptr);
+        if (p_.dgc) cur_ = Codec(p_.dgc->spec_at(step_));  // the warm-up density of this step
+        bytes_ = cur_.encode(in_, DType::Float32, p_.count, 0, p_.seed, step_, msg_.data(), cap_,
+                             p_.error_feedback ? res_.data() : nullptr);
+        if (p_.dgc && !p_.dgc->velocity().empty()) {
+          // Momentum factor masking: the elements this message carries restart their velocity.
+          float* carried = p_.dgc->scratch();
+          if (carried) {
+            cur_.decode(msg_.data(), bytes_, carried, DType::Float32, p_.count);
+            p_.dgc->mask(carried);
+          }
+        }
       }
       if (randk_) {
         // Every rank chose the same elements (seed, step, index): sum the values in place,
@@ -484,7 +496,7 @@ class Sparse final : public Staged {
     if (randk_) {
       if (stage_ == 1) {
         Timed tm(decode_s);
-        codec_.decode(msg_.data(), bytes_, out, DType::Float32, p_.count);
+        cur_.decode(msg_.data(), bytes_, out, DType::Float32, p_.count);
         if (p_.op == ReduceOp::Avg) scale(out, p_.count, P);
       }
       return false;
@@ -500,11 +512,12 @@ class Sparse final : public Staged {
         Timed tm(decode_s);
         // What this rank meant to send is v = x + e_old = decode(message) + e_new: send all
         // of it uncompressed and keep no residual.
-        codec_.decode(msg_.data(), bytes_, out, DType::Float32, p_.count);
+        cur_.decode(msg_.data(), bytes_, out, DType::Float32, p_.count);
         if (p_.error_feedback) {
           for (std::size_t i = 0; i < p_.count; ++i) out[i] += res_[i];
           std::fill(res_.begin(), res_.end(), 0.0f);
         }
+        if (p_.dgc) p_.dgc->mask_all();  // every element goes out
         t_.iallreduce(out, p_.count, Elem::F32, Reduce::Sum);
         return true;
       }
@@ -523,7 +536,7 @@ class Sparse final : public Staged {
         std::fill(out, out + p_.count, 0.0f);
         // Rank order, not arrival order: every rank adds the same terms in the same order.
         for (int r = 0; r < P; ++r)
-          codec_.decode_add(gather_.data() + displs_[r], sizes_[r], out, p_.count);
+          cur_.decode_add(gather_.data() + displs_[r], sizes_[r], out, p_.count);
       }
       if (p_.op == ReduceOp::Avg) scale(out, p_.count, P);
     }
@@ -533,6 +546,7 @@ class Sparse final : public Staged {
  private:
   AlgoParams p_;
   Codec codec_;
+  Codec cur_;  // this step's codec (codec_ but for the DGC warm-up density)
   bool randk_ = false, dense_ = false;
   std::size_t cap_ = 0, bytes_ = 0;
   std::uint64_t own_ = 0;

@@ -34,6 +34,8 @@ class Algorithm {
   double encode_s = 0, decode_s = 0;  // time of the current run spent in codecs
 };
 
+class Dgc;  // collectives/dgc.hpp
+
 struct AlgoParams {
   std::size_t count = 0;
   DType dtype = DType::Float32;
@@ -41,6 +43,7 @@ struct AlgoParams {
   CodecSpec codec;
   bool error_feedback = false;
   std::uint64_t seed = 0;
+  Dgc* dgc = nullptr;  // top-k plans with DGC options: per-step density, momentum masking
 };
 
 // Allreduce of float32 by the engine's allreduce (16-bit floats: pre-divided for avg).

@@ -21,6 +21,8 @@
 #include "check.hpp"
 #include "collectives/algorithms.hpp"
 #include "collectives/cost_probe.hpp"
+#include "collectives/dgc.hpp"
+#include "collectives/powersgd.hpp"
 #include "collectives/reduce_scatter.hpp"
 #include "comm_impl.hpp"
 #include "device_backend.hpp"
@@ -68,6 +70,19 @@ void free_comm(MPI_Comm& c) {
   c = MPI_COMM_NULL;
 }
 
+template <class T>
+std::uint64_t bits_of(T v) {
+  std::uint64_t b = 0;
+  std::memcpy(&b, &v, sizeof v);
+  return b;
+}
+
+std::uint64_t shapes_hash(const std::vector<MatrixShape>& shapes) {
+  std::string s;
+  for (const MatrixShape& m : shapes) s += std::to_string(m.rows) + "x" + std::to_string(m.cols) + ",";
+  return fnv1a(s);
+}
+
 constexpr char kMagic[8] = {'G', 'W', 'R', 'E', 'S', 'I', 'D', '1'};
 constexpr std::uint32_t kFileVersion = 2;  // 2: CRC-32 trailer, finite values only
 
@@ -90,6 +105,7 @@ struct Plan::Impl {
   std::string call_name;
   MPI_Comm comm = MPI_COMM_NULL, local = MPI_COMM_NULL, leaders = MPI_COMM_NULL;
   std::unique_ptr<detail::MpiTransport> t, tlocal, tleaders;
+  std::unique_ptr<coll::Dgc> dgc;  // DGC options' state (velocity); algo may point to it
   std::unique_ptr<coll::Algorithm> algo;
   PlanStats stats;
   std::uint64_t step = 0;
@@ -206,6 +222,13 @@ void Plan::Impl::agree() {
       {"error_feedback", cfg.error_feedback ? 1u : 0u},
       {"seed", cfg.seed},
       {"memory", static_cast<std::uint64_t>(cfg.memory)},
+      {"momentum", bits_of(cfg.momentum)},
+      {"momentum_masking", cfg.momentum_masking ? 1u : 0u},
+      {"clip_norm", bits_of(cfg.clip_norm)},
+      {"warmup_steps", cfg.warmup_steps},
+      {"warmup_density", bits_of(cfg.warmup_density)},
+      {"powersgd_rank", cfg.powersgd_rank},
+      {"shapes", shapes_hash(cfg.shapes)},
       {"device-unavailable", device_error.empty() ? 0u : 1u},
       {"argument-invalid", arg_error.empty() ? 0u : 1u},
       {"codec-invalid", codec_ok ? 0u : 1u},  // last three: flags, not compared
@@ -310,13 +333,13 @@ void Plan::Impl::release_staging() noexcept {
 void Plan::Impl::choose() {
   const std::string& a = cfg.algorithm;
   static const char* const known[] = {"auto", "dense", "sra", "shared-grid", "sparse-allgather",
-                                      "hier"};
+                                      "hier", "powersgd"};
   bool ok = false;
   for (const char* k : known) ok = ok || a == k;
   if (!ok) {
     fail(ErrorCode::InvalidArgument,
          "unknown algorithm '" + a +
-             "'; accepted: auto, dense, sra, shared-grid, sparse-allgather, hier");
+             "'; accepted: auto, dense, sra, shared-grid, sparse-allgather, hier, powersgd");
   }
   if (cfg.dtype != DType::Float32 && cfg.dtype != DType::Float16 && cfg.dtype != DType::BFloat16)
     fail(ErrorCode::Unsupported, "plans take float32, float16 or bfloat16");
@@ -345,6 +368,10 @@ void Plan::Impl::choose() {
       if (none || is16) name = "dense";
       else if (c->node_count > 1 && c->node_count < c->size) name = "hier";
       else name = spec.sparse() ? "sparse-allgather" : "sra";
+    }
+    if (name == "powersgd" && (!none || is16)) {
+      fail(ErrorCode::InvalidArgument,
+           "algorithm powersgd compresses float32 by itself: use codec none and float32");
     }
     if (name == "dense" && !none && !is16)
       fail(ErrorCode::InvalidArgument, "algorithm dense sends uncompressed data: use codec none");
@@ -380,8 +407,23 @@ void Plan::Impl::choose() {
   p.dtype = cfg.dtype;
   p.op = cfg.op;
   p.codec = spec;
-  p.error_feedback = cfg.error_feedback && !none;
+  p.error_feedback = cfg.error_feedback && (!none || name == "powersgd");
   p.seed = cfg.seed;
+  const coll::DgcOptions dopt{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
+                              cfg.warmup_steps, cfg.warmup_density};
+  if (dopt.any()) {
+    if (cfg.collective != PlanCollective::Allreduce || cfg.dtype != DType::Float32)
+      fail(ErrorCode::InvalidArgument,
+           "DGC options (momentum, clip_norm, warmup_steps) apply to float32 allreduce plans");
+    if (name == "hier")
+      fail(ErrorCode::Unsupported, "DGC options are not implemented for algorithm hier");
+    try {
+      dgc = std::make_unique<coll::Dgc>(dopt, spec, cfg.count);
+    } catch (const Error& e) {
+      fail(e.code(), e.what());  // deterministic in the agreed configuration
+    }
+    p.dgc = dgc.get();
+  }
 
   const int ops = 4 * c->size + 8;
   // MPI_Comm_idup under the deadline and policy (MPI_Comm_dup could wait forever for a rank
@@ -419,6 +461,8 @@ void Plan::Impl::choose() {
       algo = coll::make_shared_grid(*t, p);
     } else if (name == "sparse-allgather") {
       algo = coll::make_sparse(*t, p);
+    } else if (name == "powersgd") {
+      algo = coll::make_powersgd(*t, p, cfg.powersgd_rank, cfg.shapes);
     } else {  // hier
       local = bounded_dup(c->local);
       tlocal = std::make_unique<detail::MpiTransport>(local, ops, *c, call);
@@ -473,6 +517,8 @@ void Plan::Impl::begin(const void* send, void* recv) {
   run_deadline = detail::monotonic_ns() + detail::timeout_ns(c->timeout_s);
   c->board.enter(detail::ProgressBoard::PlanRun);
   try {
+    // DGC: clipping and the velocity, before any codec (the plan's own buffer goes out).
+    if (dgc && cfg.count > 0) send = dgc->prepare(static_cast<const float*>(send));
     algo->begin(send, recv, step);
   } catch (const Error& e) {
     in_flight = false;
@@ -694,6 +740,7 @@ void Plan::reset_residual() {
   Impl& p = *impl_;
   if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "reset_residual while a run is in flight");
   for (auto& s : p.algo->slots) std::fill(s.data, s.data + s.length, 0.0f);
+  if (p.dgc) p.dgc->reset();
 }
 
 // File (version 2): "GWRESID1", u32 version 2, u32 collective, u64 elements, then per global

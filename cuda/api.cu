@@ -90,8 +90,14 @@ void check_dtype(DType t, const char* what) {
   }
 }
 
+// sign:outliers=K (docs/codecs.md, "Sign and momentum") has no kernel yet.
+void check_spec(const Codec& c) {
+  if (c.spec().outliers) throw Error(ErrorCode::Unsupported, "CUDA codecs: sign with outliers is host-only");
+}
+
 void decode_common(const Codec& c, const std::byte* d_in, std::size_t in_bytes, void* d_out, DType dt,
                    std::size_t count, bool add, Status& st, cudaStream_t stream) {
+  check_spec(c);
   check_dtype(dt, "CUDA decode");
   if (count > wire::kMaxCount) throw Error(ErrorCode::InvalidArgument, "CUDA decode: count exceeds 2^40");
   if (d_out == nullptr && count != 0) throw Error(ErrorCode::InvalidArgument, "CUDA decode: null output");
@@ -150,6 +156,7 @@ std::size_t Status::check(cudaStream_t stream, double timeout_s) {
 std::size_t encode_async(const Codec& c, const void* d_in, DType in_dtype, std::size_t count,
                          std::uint64_t global_offset, std::uint64_t seed, std::uint64_t step, std::byte* d_out,
                          std::size_t out_cap, float* d_residual, Status& st, cudaStream_t stream) {
+  check_spec(c);
   check_dtype(in_dtype, "CUDA encode");
   if (count > wire::kMaxCount) throw Error(ErrorCode::InvalidArgument, "CUDA encode: count exceeds 2^40");
   if (global_offset > wire::kMaxCount) {

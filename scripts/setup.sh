@@ -10,6 +10,7 @@ packages=(
   libbenchmark-dev                       # codec throughput benchmark
   clang libclang-rt-14-dev               # libFuzzer targets (CI runs them briefly)
   libopenblas-dev zlib1g-dev             # examples/fashion_mnist: cblas_sgemm, reading .gz
+  liblapacke-dev                         # PowerSGD plans: QR (LAPACKE_sgeqrf/sorgqr) on the host
   dataset-fashion-mnist                  # examples/fashion_mnist: the data (IDX files, gzipped)
 )
 

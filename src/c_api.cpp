@@ -305,6 +305,14 @@ gw_status_t gw_plan_config_init(gw_plan_config_t* config) {
     c.algorithm = nullptr;
     c.error_feedback = 1;
     c.seed = 0;
+    c.momentum = 0.0f;
+    c.momentum_masking = 1;
+    c.clip_norm = 0.0f;
+    c.warmup_steps = 0;
+    c.warmup_density = 0.25;
+    c.powersgd_rank = 4;
+    c.shape_count = 0;
+    c.shapes = nullptr;
   });
 }
 
@@ -328,6 +336,16 @@ gw_status_t gw_plan_create(gw_comm_t comm, const gw_plan_config_t* config, gw_pl
     cfg.algorithm = in.algorithm ? in.algorithm : "auto";
     cfg.error_feedback = in.error_feedback != 0;
     cfg.seed = in.seed;
+    cfg.momentum = in.momentum;
+    cfg.momentum_masking = in.momentum_masking != 0;
+    cfg.clip_norm = in.clip_norm;
+    cfg.warmup_steps = in.warmup_steps;
+    cfg.warmup_density = in.warmup_density;
+    cfg.powersgd_rank = in.powersgd_rank;
+    if (in.shape_count > 0 && !in.shapes)
+      throw CError{GW_INVALID_ARGUMENT, "shape_count is non-zero and shapes is NULL"};
+    for (std::size_t i = 0; i < in.shape_count; ++i)
+      cfg.shapes.push_back({in.shapes[2 * i], in.shapes[2 * i + 1]});
     *out = new gw_plan_s{gradwire::Plan(c, cfg)};
   });
 }

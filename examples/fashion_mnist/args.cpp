@@ -64,7 +64,14 @@ std::string usage() {
          "  --on-failure P      abort | shrink: go on with the survivors when a rank dies\n"
          "                      (needs gradwire with ULFM and mpirun --with-ft ulfm) (abort)\n"
          "  --data-dir DIR      the gzipped IDX files (" +
-         std::string(kDefaultDataDir) + ")\n";
+         std::string(kDefaultDataDir) + ")\n"
+         "  --plan-momentum on|off  keep the momentum in the gradwire plan (DGC momentum\n"
+         "                      correction; the optimizer then adds none) (off)\n"
+         "  --masking on|off    DGC momentum factor masking, with --plan-momentum (on)\n"
+         "  --clip X            DGC local gradient clipping to L2 norm X; 0 = off (0)\n"
+         "  --warmup-epochs X   top-k: DGC density warm-up over X epochs (0)\n"
+         "  --warmup-density D  top-k: density at the first step of the warm-up (0.25)\n"
+         "  --powersgd-rank R   rank of --algo powersgd's factors, per layer matrix (4)\n";
 }
 
 bool parse_args(int argc, char** argv, Args& a) {
@@ -108,6 +115,20 @@ bool parse_args(int argc, char** argv, Args& a) {
     } else if (flag == "--on-failure") {
       if (v != "abort" && v != "shrink") bad(flag, v, "abort or shrink");
       a.on_failure = v;
+    } else if (flag == "--plan-momentum" || flag == "--masking") {
+      if (v != "on" && v != "off") bad(flag, v, "on or off");
+      (flag == "--masking" ? a.masking : a.plan_momentum) = v == "on";
+    } else if (flag == "--clip") {
+      a.clip = to_double(flag, v);
+    } else if (flag == "--warmup-epochs") {
+      a.warmup_epochs = to_double(flag, v);
+    } else if (flag == "--warmup-density") {
+      a.warmup_density = to_double(flag, v);
+      if (a.warmup_density <= 0 || a.warmup_density > 1) bad(flag, v, "in (0, 1]");
+    } else if (flag == "--powersgd-rank") {
+      const std::uint64_t r = to_u64(flag, v);
+      if (r < 1 || r > 256) bad(flag, v, "in [1, 256]");
+      a.powersgd_rank = static_cast<unsigned>(r);
     } else if (flag == "--data-dir") {
       a.data_dir = v;
     } else {

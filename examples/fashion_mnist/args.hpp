@@ -27,6 +27,14 @@ struct Args {
   // the gradient plan (its error feedback carried over), re-shard the data and go on
   // (gradwire built with ULFM, run under mpirun --with-ft ulfm).
   std::string on_failure = "abort";
+  // Library-side DGC options (gradwire::PlanConfig): momentum in the plan, masking, clipping,
+  // top-k density warm-up; PowerSGD's rank (--algo powersgd).
+  bool plan_momentum = false;    // the optimizer's momentum moves into the plan
+  bool masking = true;
+  double clip = 0.0;             // local gradient clipping (L2 norm); 0 = off
+  double warmup_epochs = 0.0;    // top-k density warm-up
+  double warmup_density = 0.25;
+  unsigned powersgd_rank = 4;
 };
 
 // Parses argv. Returns false after printing usage for --help; throws std::invalid_argument

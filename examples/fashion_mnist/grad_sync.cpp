@@ -15,6 +15,13 @@ gradwire::PlanConfig GradSync::plan_config(std::size_t n, const SyncConfig& c) {
   pc.error_feedback = c.error_feedback;
   pc.seed = c.seed;
   pc.memory = gradwire::Memory::Host;
+  pc.momentum = c.momentum;
+  pc.momentum_masking = c.masking;
+  pc.clip_norm = c.clip_norm;
+  pc.warmup_steps = c.warmup_steps;
+  pc.warmup_density = c.warmup_density;
+  pc.powersgd_rank = c.powersgd_rank;
+  pc.shapes = c.shapes;
   return pc;
 }
 

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <gradwire/communicator.hpp>
 #include <gradwire/plan.hpp>
@@ -17,6 +18,14 @@ struct SyncConfig {
   std::string algo = "auto";
   bool error_feedback = true;
   std::uint64_t seed = 0;
+  // Library-side options (gradwire::PlanConfig; docs/compressed-collectives.md).
+  float momentum = 0.0f;  // > 0: the plan keeps the velocity (DGC momentum correction)
+  bool masking = true;
+  float clip_norm = 0.0f;
+  std::uint64_t warmup_steps = 0;
+  double warmup_density = 0.25;
+  std::uint32_t powersgd_rank = 4;
+  std::vector<gradwire::MatrixShape> shapes;  // the layers' matrices, for powersgd
 };
 
 class GradSync {

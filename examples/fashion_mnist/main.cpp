@@ -125,9 +125,24 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
   // Same seed gives the same bits already; the broadcast makes it so by construction.
   cp->broadcast(model.params(), model.param_count(), gradwire::DType::Float32, 0);
 
-  fm::Sgd opt(model.param_count(), a.lr, a.momentum, a.weight_decay);
-  auto sync_owner = std::make_unique<fm::GradSync>(*cp, model.param_count(),
-                                                   fm::SyncConfig{a.codec, a.algo, a.ef, a.seed});
+  // --plan-momentum: the velocity lives in the plan (DGC), so the optimizer adds none.
+  fm::Sgd opt(model.param_count(), a.lr, a.plan_momentum ? 0.0 : a.momentum, a.weight_decay);
+  fm::SyncConfig sc;
+  sc.codec = a.codec;
+  sc.algo = a.algo;
+  sc.error_feedback = a.ef;
+  sc.seed = a.seed;
+  sc.momentum = a.plan_momentum ? static_cast<float>(a.momentum) : 0.0f;
+  sc.masking = a.masking;
+  sc.clip_norm = static_cast<float>(a.clip);
+  sc.warmup_steps = static_cast<std::uint64_t>(a.warmup_epochs * static_cast<double>(steps) + 0.5);
+  sc.warmup_density = a.warmup_density;
+  sc.powersgd_rank = a.powersgd_rank;
+  for (std::size_t l = 0; l + 1 < dims.size(); ++l) {  // per layer: W (in x out), then b
+    sc.shapes.push_back({dims[l], dims[l + 1]});
+    sc.shapes.push_back({1, dims[l + 1]});
+  }
+  auto sync_owner = std::make_unique<fm::GradSync>(*cp, model.param_count(), sc);
   fm::GradSync* sp = sync_owner.get();
 
   if (root) {
@@ -145,6 +160,11 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
                 a.batch, global_batch, steps, a.epochs, a.lr, a.schedule.c_str(), a.momentum,
                 a.weight_decay, static_cast<unsigned long long>(a.seed), n_train, n_test,
                 gradwire::build_info().c_str());
+    std::printf("fashion_mnist: plan momentum %s, masking %s, clip %g, warm-up %llu steps "
+                "from density %g, powersgd rank %u\n",
+                a.plan_momentum ? "on" : "off", a.masking ? "on" : "off", a.clip,
+                static_cast<unsigned long long>(sc.warmup_steps), a.warmup_density,
+                a.powersgd_rank);
   }
 
   // Epoch 0: the untrained model, so that a run shows its loss falling.

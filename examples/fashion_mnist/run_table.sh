@@ -1,104 +1,160 @@
 #!/usr/bin/env bash
-# Produces the accuracy-against-bytes table of bench/results/fashion-mnist.md (issue 6):
-# trains examples/fashion_mnist at NP ranks (default 4) for EPOCHS epochs (default 10) with
-# every codec configuration below, same seed, and prints a Markdown table; each run's full
-# output (one line per epoch) is kept in LOG_DIR.
+# Accuracy against bytes on the wire over seeds and rank counts (issue 14): trains
+# examples/fashion_mnist for every row below at each rank count in NPS and each seed in
+# SEEDS, keeps one log per run in LOG_DIR/<row>/np<N>-seed<S>.log (a run whose log already
+# has its RESULT line is not run again, so the script resumes), then prints the Markdown
+# table of mean +- standard deviation per (row, rank count) and draws test accuracy against
+# wire bytes per step (LOG_DIR.png, with gnuplot).
 #
-#   examples/fashion_mnist/run_table.sh [BUILD_DIR]      # BUILD_DIR: a configured gradwire build
+#   examples/fashion_mnist/run_table.sh [BUILD_DIR]     # BUILD_DIR: a configured gradwire build
 #
-# Environment: FM_BIN=path/to/fashion_mnist skips the install-and-build step; NP, EPOCHS,
-# SEED, BATCH (per rank), LR, EXTRA (more flags for every run), LOG_DIR
-# (default bench/results/fashion-mnist), ONLY="name ..." runs a subset of the rows.
+# Environment: FM_BIN=path/to/fashion_mnist skips the install-and-build step; NPS ("4 2 8"),
+# SEEDS ("1 2 3"), EPOCHS (10), EPOCHS_8 (epochs at 8 ranks; default EPOCHS), BATCH (32 per
+# rank), LR (0.05), EXTRA (more flags for every run), JOBS (runs at once, 2), ONLY="row ..."
+# (a subset), LOG_DIR
+# (bench/results/fashion-mnist-seeds), SUMMARY_ONLY=1 (no runs: the table of what is there).
+# The previous one-seed table (bench/results/fashion-mnist.md) is run_table_seed1.sh.
 set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-NP="${NP:-4}" EPOCHS="${EPOCHS:-10}" SEED="${SEED:-1}" BATCH="${BATCH:-32}" LR="${LR:-0.05}"
-EXTRA="${EXTRA:-}"
-LOG_DIR="${LOG_DIR:-$SRC/bench/results/fashion-mnist}"
+NPS="${NPS:-4 2 8}" SEEDS="${SEEDS:-1 2 3}" EPOCHS="${EPOCHS:-10}" EPOCHS_8="${EPOCHS_8:-$EPOCHS}"
+BATCH="${BATCH:-32}" LR="${LR:-0.05}" JOBS="${JOBS:-2}" EXTRA="${EXTRA:-}"
+LOG_DIR="${LOG_DIR:-$SRC/bench/results/fashion-mnist-seeds}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OPENBLAS_NUM_THREADS=1  # NP ranks share the cores already
+export OPENBLAS_NUM_THREADS=1  # the ranks share the cores already
 
-# name | flags. Same seed everywhere; only the gradient exchange differs.
+# name | flags. Momentum 0.9 everywhere (the trainer's default): in the optimizer, or, with
+# --plan-momentum on, in the plan (DGC momentum correction; the optimizer then adds none).
 ROWS=(
   "none|--codec none"
-  "fp16|--codec fp16"
   "q8|--codec q8 --ef on"
   "q4|--codec q4 --ef on"
-  "q2|--codec q2 --ef on"
+  "topk1%-dgc|--codec topk:0.01 --ef on --plan-momentum on --warmup-epochs 1"
+  "topk0.1%-dgc|--codec topk:0.001 --ef on --plan-momentum on --warmup-epochs 1"
+  "sign+ef-out20|--codec sign:outliers=20 --ef on"
+  "powersgd-r4|--codec none --algo powersgd --powersgd-rank 4"
+  "powersgd-r1|--codec none --algo powersgd --powersgd-rank 1"
+  # References: the rows of the one-seed table these replace.
+  "topk1%-ef|--codec topk:0.01 --ef on"
   "sign+ef|--codec sign --ef on"
-  "sign|--codec sign --ef off"
-  "topk+ef|--codec topk:0.01 --ef on"
-  "topk|--codec topk:0.01 --ef off"
-  "q4-shared-grid+ef|--codec q4 --algo shared-grid --ef on"
-  # Error feedback with sign under heavy-ball momentum diverges at the common lr (see
-  # bench/results/fashion-mnist.md); without momentum it helps. Same seed, lr 0.2.
-  "sign+ef-mom0|--codec sign --ef on --momentum 0 --lr 0.2"
-  "sign-mom0|--codec sign --ef off --momentum 0 --lr 0.2"
-  "none-mom0|--codec none --momentum 0 --lr 0.2"
-  "none-seed2|--codec none --seed 2"
-  "none-seed3|--codec none --seed 3"
+  "sign+ef-planmom|--codec sign --ef on --plan-momentum on"
+  "sign+ef-mom0-lr0.5|--codec sign --ef on --momentum 0 --lr 0.5"
 )
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/gradwire-fm-table.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
-if [[ -z "${FM_BIN:-}" ]]; then
-  BUILD="$(cd "${1:-$SRC/build}" && pwd)"
-  GEN=()
-  command -v ninja >/dev/null && GEN=(-G Ninja)
-  cmake --build "$BUILD" -j2 --target gradwire_codec gradwire >/dev/null
-  cmake --install "$BUILD" --prefix "$TMP/prefix" >/dev/null
-  cmake -S "$SRC/examples/fashion_mnist" -B "$TMP/ex" "${GEN[@]}" \
-    -DCMAKE_PREFIX_PATH="$TMP/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$TMP/ex" -j2 >/dev/null
-  FM_BIN="$TMP/ex/fashion_mnist"
-fi
-mkdir -p "$LOG_DIR"
+selected() { [[ -z "${ONLY:-}" || " $ONLY " == *" $1 "* ]]; }
 
-COMMON=(--epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --seed "$SEED")
-# shellcheck disable=SC2206  # EXTRA is a list of flags
-COMMON+=($EXTRA)
-echo "# $(date -u +%FT%TZ) $(uname -n), $NP ranks: fashion_mnist ${COMMON[*]} <row flags>" >&2
-for row in "${ROWS[@]}"; do
-  name="${row%%|*}" flags="${row#*|}"
-  if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then continue; fi
-  log="$LOG_DIR/$name.log"
-  # shellcheck disable=SC2086  # flags is a list
-  echo "# mpirun --oversubscribe -np $NP fashion_mnist ${COMMON[*]} $flags" | tee "$log" >&2
-  start=$SECONDS
-  # Later flags win, so a row's --seed overrides the common one. A failed run is reported in
-  # its row and the table goes on.
-  # shellcheck disable=SC2086
-  timeout 1800 mpirun --oversubscribe -np "$NP" "$FM_BIN" "${COMMON[@]}" $flags >>"$log" 2>&1 ||
-    echo "# exit status $? after $((SECONDS - start)) s" >>"$log"
-  echo "#   $name: $((SECONDS - start)) s wall; $(grep '^RESULT' "$log" || tail -1 "$log")" >&2
-done
-
-# The Markdown table, from the logs in LOG_DIR (so rows re-run with ONLY join the others):
-# accuracy and wire bytes relative to the row named none.
-for row in "${ROWS[@]}"; do
-  name="${row%%|*}" flags="${row#*|}" log="$LOG_DIR/${row%%|*}.log"
-  [[ -f "$log" ]] || continue
-  res="$(grep '^RESULT' "$log" || true)"
-  if [[ -z "$res" ]]; then  # the first error line of the run, for the table
-    res="FAILED $(grep -m1 -E 'rank [0-9]+: ' "$log" | sed 's/.*rank [0-9]*: //' | tr '|' '/')"
+if [[ -z "${SUMMARY_ONLY:-}" ]]; then
+  TMP="$(mktemp -d "${TMPDIR:-/tmp}/gradwire-fm-seeds.XXXXXX")"
+  trap 'rm -rf "$TMP"' EXIT
+  if [[ -z "${FM_BIN:-}" ]]; then
+    BUILD="$(cd "${1:-$SRC/build}" && pwd)"
+    GEN=()
+    command -v ninja >/dev/null && GEN=(-G Ninja)
+    cmake --build "$BUILD" -j2 --target gradwire_codec gradwire >/dev/null
+    cmake --install "$BUILD" --prefix "$TMP/prefix" >/dev/null
+    cmake -S "$SRC/examples/fashion_mnist" -B "$TMP/ex" "${GEN[@]}" \
+      -DCMAKE_PREFIX_PATH="$TMP/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$TMP/ex" -j2 >/dev/null
+    FM_BIN="$TMP/ex/fashion_mnist"
   fi
-  echo "$name|$flags|$res"
-done | awk -F'|' '
+  echo "# $(date -u +%FT%TZ) $(uname -n): NPS=$NPS SEEDS=$SEEDS EPOCHS=$EPOCHS EPOCHS_8=$EPOCHS_8" \
+       "BATCH=$BATCH LR=$LR JOBS=$JOBS; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  # One line per run, rank counts in the order given: "name|np|seed|flags".
+  for np in $NPS; do
+    for seed in $SEEDS; do
+      for row in "${ROWS[@]}"; do
+        name="${row%%|*}"
+        selected "$name" && echo "$name|$np|$seed|${row#*|}"
+      done
+    done
+  done >"$TMP/runs"
+  run_one() {
+    local name="${1%%|*}" rest="${1#*|}"
+    local np="${rest%%|*}"; rest="${rest#*|}"
+    local seed="${rest%%|*}" flags="${rest#*|}"
+    local epochs="$EPOCHS"
+    [[ "$np" == 8 ]] && epochs="$EPOCHS_8"
+    local log="$LOG_DIR/$name/np$np-seed$seed.log"
+    mkdir -p "$LOG_DIR/$name"
+    if [[ -f "$log" ]] && grep -q '^RESULT' "$log"; then return 0; fi
+    local start=$SECONDS
+    # Later flags win: a row's --momentum/--lr override the common ones.
+    # shellcheck disable=SC2086
+    { echo "# mpirun --oversubscribe -np $np fashion_mnist --epochs $epochs --batch $BATCH" \
+           "--lr $LR --seed $seed $EXTRA $flags  ($(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg))"
+      timeout 3600 mpirun --oversubscribe -np "$np" "$FM_BIN" --epochs "$epochs" --batch "$BATCH" \
+        --lr "$LR" --seed "$seed" $EXTRA $flags 2>&1 || echo "# exit status $?"
+      echo "# wall $((SECONDS - start)) s"; } >"$log"
+    echo "#   $name np=$np seed=$seed: $((SECONDS - start)) s; $(grep '^RESULT' "$log" | grep -o 'test_acc=[0-9.]*' || echo FAILED)" >&2
+  }
+  export -f run_one
+  export FM_BIN EPOCHS EPOCHS_8 BATCH LR LOG_DIR EXTRA
+  tr '\n' '\0' <"$TMP/runs" | xargs -0 -P "$JOBS" -I{} bash -c 'run_one "$1"' _ {}
+fi
+
+# The table: per row and rank count, mean +- sample standard deviation over the seeds that
+# finished, against none at the same rank count and seeds.
+for row in "${ROWS[@]}"; do
+  name="${row%%|*}"
+  selected "$name" || [[ "$name" == none ]] || continue
+  for log in "$LOG_DIR/$name"/np*-seed*.log; do
+    [[ -f "$log" ]] || continue
+    base="$(basename "$log" .log)"
+    np="${base#np}"; np="${np%%-*}"; seed="${base##*seed}"
+    res="$(grep '^RESULT' "$log" || true)"
+    if [[ -z "$res" ]]; then
+      grep -q '^# wall' "$log" || continue  # still running
+      res="FAILED"
+    fi
+    echo "$name|${row#*|}|$np|$seed|$res"
+  done
+done | awk -F'|' -v png="$LOG_DIR.dat" '
   function get(s, k,   i, n, a, kv) {
     n = split(s, a, " ")
     for (i = 1; i <= n; ++i) { split(a[i], kv, "="); if (kv[1] == k) return kv[2] }
     return ""
   }
-  { name[NR] = $1; flags[NR] = $2; res[NR] = $3
-    if ($1 == "none") { acc0 = get($3, "test_acc"); wire0 = get($3, "wire_B_per_step") } }
+  {
+    key = $1 SUBSEP $3
+    if (!(key in seen)) { seen[key] = 1; order[++nk] = key; flags[key] = $2 }
+    if ($5 == "FAILED") { failed[key]++; next }
+    acc = get($5, "test_acc"); wire = get($5, "wire_B_per_step")
+    n[key]++; s[key] += acc; ss[key] += acc * acc; w[key] += wire
+    a[key, $4] = acc
+  }
   END {
-    print "| run | flags | algorithm | test acc | vs none (points) | wire B/step/rank | vs none | comm s (total) | train s (total) | final test loss |"
-    print "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
-    for (r = 1; r <= NR; ++r) {
-      if (res[r] ~ /^FAILED/) { printf "| %s | `%s` | | %s | | | | | | |\n", name[r], flags[r], res[r]; continue }
-      acc = get(res[r], "test_acc"); wire = get(res[r], "wire_B_per_step")
-      printf "| %s | `%s` | %s | %.4f | %+.2f | %d | %.3fx | %.1f | %.1f | %.4f |\n", name[r], flags[r],
-        get(res[r], "alg_used"), acc, (acc - acc0) * 100, wire, wire / (wire0 ? wire0 : 1),
-        get(res[r], "comm_s"), get(res[r], "train_s"), get(res[r], "test_loss")
+    print "| run | flags | ranks | seeds | test acc (mean ± std) | vs none, same seeds (points) | wire B/step/rank | vs none | failed |"
+    print "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    for (i = 1; i <= nk; ++i) {
+      key = order[i]; split(key, kk, SUBSEP); name = kk[1]; np = kk[2]
+      m = n[key] ? s[key] / n[key] : 0
+      sd = n[key] > 1 ? sqrt((ss[key] - n[key] * m * m) / (n[key] - 1)) : 0
+      if (sd != sd || sd < 0) sd = 0
+      # none at the same rank count over the same seeds
+      nk0 = ("none" SUBSEP np); d = 0; c = 0
+      for (seed = 1; seed <= 100; ++seed)
+        if (((key, seed) in a) && ((nk0, seed) in a)) { d += a[key, seed] - a[nk0, seed]; c++ }
+      wire = n[key] ? w[key] / n[key] : 0; wire0 = n[nk0] ? w[nk0] / n[nk0] : 0
+      printf "| %s | `%s` | %s | %d | %s | %s | %s | %s | %d |\n", name, flags[key], np, n[key],
+        n[key] ? sprintf("%.4f ± %.4f", m, sd) : "-", c ? sprintf("%+.2f", 100 * d / c) : "-",
+        n[key] ? sprintf("%.0f", wire) : "-", (n[key] && wire0) ? sprintf("%.4fx", wire / wire0) : "-",
+        failed[key] + 0
+      if (n[key]) printf "%s %s %.1f %.6f %.6f\n", name, np, wire, m, sd > png
     }
   }'
+
+# The plot: accuracy against bytes per step (log scale), one point per row and rank count.
+if [[ -s "$LOG_DIR.dat" ]] && command -v gnuplot >/dev/null; then
+  gnuplot <<GP
+set terminal pngcairo size 1000,640 noenhanced
+set output "$LOG_DIR.png"
+set title "Fashion-MNIST MLP, $EPOCHS epochs: test accuracy (mean ± std over seeds) vs bytes sent per step per rank"
+set logscale x
+set xlabel "wire bytes per step per rank (log)"
+set ylabel "test accuracy"
+set key bottom right
+set grid
+plot for [np in "2 4 8"] "$LOG_DIR.dat" using (\$2 == np + 0 ? \$3 : 1/0):4:5 with yerrorbars pt 7 title np." ranks", \
+     "$LOG_DIR.dat" using 3:4:1 with labels offset 0,1 font ",8" notitle
+GP
+fi

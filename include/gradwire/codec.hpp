@@ -51,6 +51,9 @@ struct CodecSpec {
   float threshold = 0.0f;       // Threshold: keep |x| >= threshold
   IndexCoding index = IndexCoding::U32;
   ValueType value = ValueType::F32;
+  // Sign: the `outliers` largest |x| of each bucket travel exactly (index, float32 value) and
+  // the scale is the mean |x| of the others (0..127; docs/codecs.md "Sign and momentum").
+  std::uint32_t outliers = 0;
 
   bool sparse() const noexcept;
   std::string to_string() const;  // canonical spec string; parse_codec(to_string()) == *this
@@ -58,7 +61,7 @@ struct CodecSpec {
 };
 
 // Parses "none", "fp16", "bf16", "q8", "q4", "q2", "q1", "sign", "topk:0.01", "topk:k=1000",
-// "randk:0.01", "threshold:1e-3", with options after ':' or ',' such as
+// "randk:0.01", "threshold:1e-3", "sign:outliers=5", with options after ':' or ',' such as
 // "q4:bucket=1024,round=nearest,scale=absmax" or "topk:0.01,index=delta,value=f16".
 // Throws Error(InvalidArgument) naming the bad token and what is accepted.
 CodecSpec parse_codec(std::string_view spec);

@@ -174,6 +174,16 @@ typedef struct gw_plan_config {
   const char* algorithm;           /* "auto" (NULL), "dense", "sra", "shared-grid", ... */
   int error_feedback;              /* default 1 */
   uint64_t seed;                   /* default 0 */
+  /* DGC options (docs/compressed-collectives.md, "DGC options"); all off by default. */
+  float momentum;          /* > 0: the plan keeps the velocity (momentum correction); 0 */
+  int momentum_masking;    /* sparse codecs: zero the velocity of sent elements; 1 */
+  float clip_norm;         /* > 0: local gradient clipping to this L2 norm; 0 */
+  uint64_t warmup_steps;   /* top-k density warm-up steps; 0 */
+  double warmup_density;   /* density at step 0 of the warm-up; 0.25 */
+  /* PowerSGD (algorithm "powersgd", codec "none"). */
+  uint32_t powersgd_rank;  /* 4 */
+  size_t shape_count;      /* matrices back to back from element 0; 0 */
+  const size_t* shapes;    /* 2 * shape_count values: rows, cols of each; NULL */
 } gw_plan_config_t;
 
 typedef struct gw_plan_stats {

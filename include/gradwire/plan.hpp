@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gradwire/communicator.hpp"
 #include "gradwire/types.hpp"
@@ -23,6 +24,11 @@ namespace gradwire {
 // receives block r (count elements) of the reduced vector.
 enum class PlanCollective { Allreduce, Allgather, ReduceScatter };
 
+// One row-major matrix of a PowerSGD plan's buffer.
+struct MatrixShape {
+  std::size_t rows = 0, cols = 0;
+};
+
 struct PlanConfig {
   PlanCollective collective = PlanCollective::Allreduce;
   std::size_t count = 0;            // allreduce: elements; allgather, reduce-scatter: per rank
@@ -32,11 +38,30 @@ struct PlanConfig {
   // "auto" (measured cost model: dense unless compression pays), "dense" (engine allreduce),
   // "sra" (scatter-reduce-allgather), "shared-grid"
   // (integer reduce on a common grid), "sparse-allgather", "hier" (dense in the node,
-  // compressed among node leaders). docs/compressed-collectives.md gives each one's bound.
+  // compressed among node leaders), "powersgd" (low-rank factors of the shapes below).
+  // docs/compressed-collectives.md gives each one's bound.
   std::string algorithm = "auto";
   bool error_feedback = true;       // keep the residual of lossy codecs
   std::uint64_t seed = 0;           // stochastic rounding and random-k
   Memory memory = Memory::Host;
+
+  // DGC options (Deep Gradient Compression; docs/compressed-collectives.md, "DGC options").
+  // Float32 allreduce plans; all off by default.
+  // momentum > 0: momentum correction. The plan keeps the velocity u = momentum * u + g and
+  // encodes u (the residual accumulates velocity); the caller's optimizer then applies the
+  // result with no momentum of its own.
+  float momentum = 0.0f;
+  bool momentum_masking = true;     // sparse codecs: zero u where this rank's message carried it
+  float clip_norm = 0.0f;           // > 0: local gradient clipping, ||g||_2 <= clip_norm
+  std::uint64_t warmup_steps = 0;   // top-k: density from warmup_density to the codec's, by
+  double warmup_density = 0.25;     //   an exponential schedule over these steps
+
+  // PowerSGD (algorithm "powersgd", codec "none"; docs/compressed-collectives.md): the buffer
+  // holds these matrices back to back from element 0; each one with rank * (rows + cols) <
+  // rows * cols travels as two factors of `powersgd_rank` columns, the others and the
+  // elements after the last matrix travel dense.
+  std::uint32_t powersgd_rank = 4;
+  std::vector<MatrixShape> shapes;
 };
 
 // What the last run did (per rank).

@@ -40,6 +40,9 @@ CodecSpec normalised(CodecSpec s) {
       (s.bucket < 64 || s.bucket > (1u << 24) || s.bucket % 64 != 0)) {
     invalid("bucket " + std::to_string(s.bucket) + " must be a multiple of 64 in [64, 2^24]");
   }
+  if (s.outliers != 0 && (s.kind != CodecKind::Sign || s.outliers > 127 || s.outliers >= s.bucket)) {
+    invalid("outliers " + std::to_string(s.outliers) + ": sign only, in [0, 127]");
+  }
   if ((s.kind == CodecKind::TopK && s.k == 0) || s.kind == CodecKind::RandK) {
     if (!(s.ratio > 0.0 && s.ratio <= 1.0)) invalid("sparsifier ratio must be in (0, 1]");
   }
@@ -202,6 +205,15 @@ std::vector<float> Codec::error_bounds(const float* x, std::size_t n) const {
         if (spec_.kind == CodecKind::Sign && st.amax < math::kInfBits) {
           // |x - sign(x) s| = ||x| - s| with s the bucket's mean |x|.
           const float scale = st.abs_sum / static_cast<float>(m);
+          if (spec_.outliers) {
+            // Outliers travel exactly; the others' scale (the mean of the smaller ones) lies
+            // in [0, scale], so their error is at most max(|x|, scale).
+            for (std::uint32_t i = 0; i < m; ++i) {
+              const float a = std::fabs(x[s + i]);
+              b[s + i] = std::max(a, scale) * (1.0f + 0x1p-20f);
+            }
+            continue;
+          }
           for (std::uint32_t i = 0; i < m; ++i) {
             const float a = std::fabs(x[s + i]);
             b[s + i] = std::fabs(a - scale) + 0x1p-22f * (a + scale);

@@ -4,8 +4,11 @@
 // on data still in L1 (chunks stay byte aligned: buckets are multiples of 64 elements). The
 // hot loops are compiled twice, baseline and AVX2, and picked at run time (codec/isa.hpp).
 #include <cfloat>
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstring>
+#include <vector>
 #include <string>
 #include <type_traits>
 
@@ -514,6 +517,90 @@ std::uint64_t bucket_count(const CodecSpec& s, std::uint64_t count) {
   return (count + s.bucket - 1) / s.bucket;
 }
 
+// Sign with outliers (docs/codecs.md, "Sign and momentum"): per bucket, the `outliers`
+// largest |v| (ties: the lower index) travel exactly after the bit payload, as (u32 index
+// in the bucket, f32 value) sorted by index; the scale is the mean |v| of the others. Why:
+// with one scale per bucket the largest elements can move by only the mean per step, so
+// error feedback piles their mass into the residual (a wind-up) that heavy-ball momentum
+// turns into a growing oscillation.
+std::uint64_t sign_outlier_count(const CodecSpec& s, std::uint64_t count) {
+  if (s.outliers == 0) return 0;
+  const std::uint64_t rest = count % s.bucket;
+  return count / s.bucket * s.outliers + (rest < s.outliers ? rest : s.outliers);
+}
+
+template <bool kEF, class T>
+void sign_outliers_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* scales,
+                         std::byte* payload, std::byte* records) {
+  const Source<T, kEF> src{static_cast<const T*>(a.in), a.residual};
+  thread_local std::vector<float> v, mag;
+  thread_local std::vector<std::uint32_t> order;
+  std::uint8_t q[kChunk];
+  std::size_t b = 0;
+  for (std::size_t s = 0; s < a.count; s += spec.bucket, ++b) {
+    const std::uint32_t n =
+        static_cast<std::uint32_t>(a.count - s < spec.bucket ? a.count - s : spec.bucket);
+    const std::uint32_t k = n < spec.outliers ? n : spec.outliers;
+    v.resize(n);
+    mag.resize(n);
+    order.resize(k);
+    // thread_local: one lookup per bucket, not per element
+    float* const vp = v.data();
+    float* const mp = mag.data();
+    std::uint32_t* const op = order.data();
+    bool finite = true;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      vp[i] = src(s + i);
+      finite = finite && std::isfinite(vp[i]);
+    }
+    if (!finite) check_finite(src, s, n, a.global_offset);
+    // The k-th largest magnitude t; the outliers are the elements above t, then those equal
+    // to t in index order: a total order, so the choice does not depend on the selection.
+    float t = 0.0f;
+    std::uint32_t above = 0;
+    if (k > 0) {
+      for (std::uint32_t i = 0; i < n; ++i) mp[i] = std::fabs(vp[i]);
+      std::nth_element(mp, mp + (k - 1), mp + n, std::greater<float>());
+      t = mp[k - 1];
+      for (std::uint32_t i = 0; i < n; ++i) above += std::fabs(vp[i]) > t ? 1u : 0u;
+    }
+    double sum = 0;  // index order: reproducible
+    for (std::uint32_t i = 0, j = 0, ties = k - above; i < n; ++i) {
+      const float m = std::fabs(vp[i]);
+      if (j < k && (m > t || (m == t && ties > 0))) {
+        if (!(m > t)) --ties;
+        op[j++] = i;
+        continue;
+      }
+      sum += static_cast<double>(m);
+    }
+    const float scale = n > k ? static_cast<float>(sum / static_cast<double>(n - k)) : 0.0f;
+    if (!std::isfinite(scale)) {
+      throw Error(ErrorCode::InvalidArgument, "bucket at slice element " + std::to_string(s) +
+                                                  ": sum of |x| overflows float");
+    }
+    store_f32(scales + 4 * b, scale);
+    for (std::uint32_t j = 0; j < k; ++j) {
+      wire::store_u32(records, op[j]);
+      store_f32(records + 4, vp[op[j]]);
+      records += 8;
+    }
+    for (std::uint32_t c = 0, j = 0; c < n; c += kChunk) {
+      const std::uint32_t m = n - c < kChunk ? n - c : kChunk;
+      for (std::uint32_t i = 0; i < m; ++i) {
+        const std::uint32_t bit = math::sign_bit(vp[c + i]);
+        q[i] = static_cast<std::uint8_t>(bit);
+        if constexpr (kEF) {
+          const bool exact = j < k && op[j] == c + i;
+          j += exact ? 1 : 0;
+          a.residual[s + c + i] = exact ? 0.0f : vp[c + i] - math::sign_value(bit, scale);
+        }
+      }
+      pack_codes<1>(q, m, payload + (s + c) / 8);
+    }
+  }
+}
+
 [[noreturn]] void bad_scale(std::size_t b, const char* what, float v) {
   throw Error(ErrorCode::WireFormat, "codec message: bucket " + std::to_string(b) + " has " +
                                          what + " " + std::to_string(v));
@@ -548,6 +635,56 @@ void dequantize_slice(const CodecSpec& spec, const std::byte* scales, const std:
       unpack_codes<B>(payload + (s + c) * B / 8, m, q);
       write_values<T, kAdd>(out, s + c, m, q, [g](std::uint32_t code) { return math::dequantize(code, g); });
     }
+  }
+}
+
+// Outlier records: indices inside their bucket, increasing, values finite. Checked before
+// anything is written.
+void validate_outliers(const CodecSpec& s, const std::byte* records, std::size_t count) {
+  std::size_t b = 0;
+  for (std::size_t st = 0; st < count; st += s.bucket, ++b) {
+    const std::uint32_t n = static_cast<std::uint32_t>(count - st < s.bucket ? count - st : s.bucket);
+    const std::uint32_t k = n < s.outliers ? n : s.outliers;
+    for (std::uint32_t j = 0; j < k; ++j, records += 8) {
+      const std::uint32_t i = wire::load_u32(records);
+      const float x = load_f32(records + 4);
+      if (i >= n || (j > 0 && i <= wire::load_u32(records - 8)))
+        bad_scale(b, "an outlier index out of order or range:", static_cast<float>(i));
+      if (!std::isfinite(x)) bad_scale(b, "a non-finite outlier", x);
+    }
+  }
+}
+
+template <bool kAdd, class T>
+void unsign_outliers_slice(const CodecSpec& spec, const std::byte* scales,
+                           const std::byte* payload, const std::byte* records,
+                           std::size_t count, T* out) {
+  std::uint8_t q[kChunk];
+  std::size_t b = 0;
+  for (std::size_t s = 0; s < count; s += spec.bucket, ++b) {
+    const std::uint32_t n =
+        static_cast<std::uint32_t>(count - s < spec.bucket ? count - s : spec.bucket);
+    const std::uint32_t k = n < spec.outliers ? n : spec.outliers;
+    const float scale = load_f32(scales + 4 * b);
+    std::uint32_t j = 0, next = k ? wire::load_u32(records) : n;  // the next outlier's index
+    for (std::uint32_t c = 0; c < n; c += kChunk) {
+      const std::uint32_t m = n - c < kChunk ? n - c : kChunk;
+      unpack_codes<1>(payload + (s + c) / 8, m, q);
+      if constexpr (!kAdd) {  // sign values, then the outliers over them
+        write_values<T, false>(out, s + c, m, q,
+                               [scale](std::uint32_t bit) { return math::sign_value(bit, scale); });
+      }
+      for (std::uint32_t i = 0; i < m; ++i) {
+        const bool outlier = c + i == next;
+        if constexpr (kAdd) {
+          out[s + c + i] += outlier ? load_f32(records + 8 * j + 4) : math::sign_value(q[i], scale);
+        } else if (outlier) {
+          store_elem(out, s + c + i, load_f32(records + 8 * j + 4));
+        }
+        if (outlier) next = ++j < k ? wire::load_u32(records + 8 * j) : n;
+      }
+    }
+    records += 8 * k;
   }
 }
 
@@ -612,7 +749,8 @@ std::uint64_t dense_body_bytes(const CodecSpec& s, std::uint64_t count) {
     case CodecKind::Fp16:
     case CodecKind::Bf16: return 2 * count;
     case CodecKind::Quantize:
-    case CodecKind::Sign: return 4 * scale_floats(s, count) + (count * s.bits + 7) / 8;
+    case CodecKind::Sign:
+      return 4 * scale_floats(s, count) + (count * s.bits + 7) / 8 + 8 * sign_outlier_count(s, count);
     default: return 0;
   }
 }
@@ -634,6 +772,12 @@ std::size_t encode_sign(const CodecSpec& s, const EncodeArgs& a) {
   std::byte* payload = scales + 4 * scale_floats(s, a.count);
   with_float_dtype(a.dtype, [&](auto tag) {
     using T = decltype(tag);
+    if (s.outliers) {
+      std::byte* records = payload + (a.count + 7) / 8;
+      a.residual ? sign_outliers_slice<true, T>(s, a, scales, payload, records)
+                 : sign_outliers_slice<false, T>(s, a, scales, payload, records);
+      return;
+    }
     a.residual ? sign_slice<true, T>(s, a, scales, payload)
                : sign_slice<false, T>(s, a, scales, payload);
   });
@@ -659,9 +803,15 @@ void decode_quantize(const CodecSpec& s, const std::byte* body, std::size_t coun
 void decode_sign(const CodecSpec& s, const std::byte* body, std::size_t count, DecodeTarget t) {
   validate_scales(s, body, count);
   const std::byte* payload = body + 4 * scale_floats(s, count);
+  const std::byte* records = payload + (count + 7) / 8;
+  if (s.outliers) validate_outliers(s, records, count);
   with_out(t, [&](auto* out, auto add) {
     using T = std::remove_pointer_t<decltype(out)>;
-    unsign_slice<decltype(add)::value, T>(s, body, payload, count, out);
+    if (s.outliers) {
+      unsign_outliers_slice<decltype(add)::value, T>(s, body, payload, records, count, out);
+    } else {
+      unsign_slice<decltype(add)::value, T>(s, body, payload, count, out);
+    }
   });
 }
 

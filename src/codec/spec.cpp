@@ -46,7 +46,7 @@ const char* options_of(CodecKind k) {
   switch (k) {
     case CodecKind::Quantize:
       return "bucket=<multiple of 64>, round=stochastic|nearest, scale=minmax|absmax";
-    case CodecKind::Sign: return "bucket=<multiple of 64>";
+    case CodecKind::Sign: return "bucket=<multiple of 64>, outliers=<0..127>";
     case CodecKind::TopK: return "<ratio>, ratio=<r>, k=<count>, index=u32|delta, value=f32|f16";
     case CodecKind::RandK: return "<ratio>, ratio=<r>, value=f32|f16";
     case CodecKind::Threshold: return "<t>, t=<t>, index=u32|delta, value=f32|f16";
@@ -107,7 +107,7 @@ CodecSpec parse_codec(std::string_view spec) {
       const bool ok_for = [&] {
         switch (s.kind) {
           case CodecKind::Quantize: return key == "bucket" || key == "round" || key == "scale";
-          case CodecKind::Sign: return key == "bucket";
+          case CodecKind::Sign: return key == "bucket" || key == "outliers";
           case CodecKind::TopK:
             return key == "ratio" || key == "k" || key == "index" || key == "value";
           case CodecKind::RandK: return key == "ratio" || key == "value";
@@ -126,6 +126,10 @@ CodecSpec parse_codec(std::string_view spec) {
       } else if (bare || !ok_for) {
         bad(spec, "unknown option '" + std::string(tok) + "' for " + std::string(name) +
                       "; accepted: " + options_of(s.kind));
+      } else if (key == "outliers") {
+        const std::uint64_t o = parse_count(spec, key, val);
+        if (o > 127) bad(spec, "outliers=" + std::string(val) + " must be in [0, 127]");
+        s.outliers = static_cast<std::uint32_t>(o);
       } else if (key == "bucket") {
         const std::uint64_t b = parse_count(spec, key, val);
         if (b < 64 || b > (1u << 24) || b % 64 != 0) {
@@ -213,7 +217,10 @@ std::string CodecSpec::to_string() const {
         << (round == Rounding::Nearest ? ",round=nearest" : ",round=stochastic")
         << (scale == ScaleMode::AbsMax ? ",scale=absmax" : ",scale=minmax");
       break;
-    case CodecKind::Sign: r << "sign:bucket=" << bucket; break;
+    case CodecKind::Sign:
+      r << "sign:bucket=" << bucket;
+      if (outliers) r << ",outliers=" << outliers;
+      break;
     case CodecKind::TopK:
       if (k != 0) {
         r << "topk:k=" << k;

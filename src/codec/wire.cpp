@@ -104,7 +104,8 @@ Header header_for(const CodecSpec& spec, std::uint64_t count) {
       if (spec.round == Rounding::Stochastic) h.flags |= kStochastic;
       if (spec.scale == ScaleMode::AbsMax) h.flags |= kAbsMax;
       break;
-    case CodecKind::Sign: h.param = spec.bucket; break;
+    // bucket <= 2^24 uses bits 0-24; outliers (0..127) ride in bits 25-31.
+    case CodecKind::Sign: h.param = spec.bucket | (spec.outliers << 25); break;
     case CodecKind::TopK:
     case CodecKind::Threshold:
       if (spec.index == IndexCoding::Delta) h.flags |= kDelta;

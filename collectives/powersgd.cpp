@@ -1,0 +1,277 @@
+#include "collectives/powersgd.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "gradwire/error.hpp"
+#include "transport/element_ops.hpp"
+
+#if GRADWIRE_HAVE_LAPACKE
+#include <lapacke.h>
+#endif
+
+namespace gradwire::coll {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::uint64_t mix(std::uint64_t x) {  // splitmix64
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+[[noreturn]] void bad(const std::string& what) {
+  throw Error(ErrorCode::InvalidArgument, "gradwire: powersgd: " + what);
+}
+
+// c (n x r) = a (n x m, row-major) * b (m x r)
+void mul_ab(const float* a, const float* b, float* c, std::size_t n, std::size_t m,
+            std::size_t r) {
+  std::fill(c, c + n * r, 0.0f);
+  for (std::size_t i = 0; i < n; ++i) {
+    float* ci = c + i * r;
+    const float* ai = a + i * m;
+    for (std::size_t k = 0; k < m; ++k) {
+      const float x = ai[k];
+      const float* bk = b + k * r;
+      for (std::size_t j = 0; j < r; ++j) ci[j] += x * bk[j];
+    }
+  }
+}
+
+// c (m x r) = a^T (a: n x m) * p (n x r)
+void mul_atp(const float* a, const float* p, float* c, std::size_t n, std::size_t m,
+             std::size_t r) {
+  std::fill(c, c + m * r, 0.0f);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* ai = a + i * m;
+    const float* pi = p + i * r;
+    for (std::size_t k = 0; k < m; ++k) {
+      float* ck = c + k * r;
+      const float x = ai[k];
+      for (std::size_t j = 0; j < r; ++j) ck[j] += x * pi[j];
+    }
+  }
+}
+
+// out (n x m) = alpha * p (n x r) q^T (q: m x r), or out -= p q^T when subtract.
+template <bool kSubtract>
+void mul_pqt(const float* p, const float* q, float* out, std::size_t n, std::size_t m,
+             std::size_t r) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* pi = p + i * r;
+    float* oi = out + i * m;
+    for (std::size_t k = 0; k < m; ++k) {
+      const float* qk = q + k * r;
+      float s = 0.0f;
+      for (std::size_t j = 0; j < r; ++j) s += pi[j] * qk[j];
+      if constexpr (kSubtract) {
+        oi[k] -= s;
+      } else {
+        oi[k] = s;
+      }
+    }
+  }
+}
+
+class PowerSgd final : public Algorithm {
+ public:
+  PowerSgd(Transport& t, const AlgoParams& p, std::uint32_t rank,
+           const std::vector<MatrixShape>& shapes)
+      : t_(t), p_(p), r_(rank), done_(8) {
+    if (rank == 0) bad("powersgd_rank is 0; it must be >= 1");
+    std::size_t off = 0, pn = 0, qn = 0, en = 0;
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      const MatrixShape& s = shapes[i];
+      if (s.rows == 0 || s.cols == 0)
+        bad("shape " + std::to_string(i) + " is " + std::to_string(s.rows) + "x" +
+            std::to_string(s.cols) + "; rows and cols must be >= 1");
+      if (s.rows > (p.count - off) / s.cols)
+        bad("shapes need more than count = " + std::to_string(p.count) +
+            " elements (shape " + std::to_string(i) + ", " + std::to_string(s.rows) + "x" +
+            std::to_string(s.cols) + ", starts at element " + std::to_string(off) + ")");
+      Mat m{off, s.rows, s.cols, 0, 0, 0};
+      const std::size_t size = s.rows * s.cols;
+      // Compressed only when the two factors are smaller than the matrix.
+      if (rank * (s.rows + s.cols) < size) {
+        m.p = pn;
+        m.q = qn;
+        m.e = en;
+        pn += s.rows * rank;
+        qn += s.cols * rank;
+        en += size;
+        low_.push_back(m);
+      } else {
+        dense_.push_back({off, size});
+      }
+      off += size;
+    }
+    if (off < p.count) dense_.push_back({off, p.count - off});
+    dense_at_ = pn;
+    std::size_t dn = 0;
+    for (const auto& d : dense_) dn += d.second;
+    pbuf_.resize(pn + dn);
+    qbuf_.resize(qn);
+    qlocal_.resize(qn);
+    if (!low_.empty()) {
+#if !GRADWIRE_HAVE_LAPACKE
+      throw Error(ErrorCode::Unsupported,
+                  "gradwire: powersgd: this gradwire was built without LAPACKE (Debian's "
+                  "liblapacke-dev; scripts/setup.sh installs it)");
+#endif
+    }
+    // The first Q: the same pseudo-random values on every rank, from the plan's seed.
+    for (std::size_t i = 0; i < qn; ++i) {
+      const std::uint64_t z = mix(p.seed ^ mix(0x706f77657273ull + i));
+      qbuf_[i] = static_cast<float>(static_cast<double>(z >> 40) * 0x1.0p-24 * 2.0 - 1.0);
+    }
+    if (p.error_feedback) {
+      res_.assign(en, 0.0f);
+      for (const Mat& m : low_) slots.push_back({res_.data() + m.e, m.off, m.n * m.m, true});
+    } else {
+      work_.resize(en);
+    }
+  }
+
+  void begin(const void* in, void* out, std::uint64_t) override {
+    in_ = static_cast<const float*>(in);
+    out_ = static_cast<float*>(out);
+    encode_s = decode_s = 0;
+    stage_ = 0;
+    advance();
+  }
+
+  bool progress() override {
+    while (stage_ < 3) {
+      const int n = t_.test_some(done_.data());
+      if (n == 0) return false;
+      if (n > 0) continue;
+      t_.reset();
+      ++stage_;
+      advance();
+    }
+    return true;
+  }
+
+ private:
+  struct Mat {
+    std::size_t off, n, m;
+    std::size_t p, q, e;  // offsets in pbuf_/qbuf_ and in the residual (or work) buffer
+  };
+
+  float* mbuf(const Mat& m) { return (res_.empty() ? work_.data() : res_.data()) + m.e; }
+
+  void advance() {
+    const int P = t_.size();
+    if (stage_ == 0) {
+      if (p_.count == 0) {
+        stage_ = 3;
+        return;
+      }
+      const double t0 = now_s();
+      // M = G + E (error feedback: the residual buffer becomes M), then P = M Q.
+      for (const Mat& m : low_) {
+        float* M = mbuf(m);
+        const float* g = in_ + m.off;
+        const std::size_t size = m.n * m.m;
+        if (res_.empty()) {
+          std::memcpy(M, g, size * sizeof(float));
+        } else {
+          for (std::size_t i = 0; i < size; ++i) M[i] += g[i];
+        }
+        mul_ab(M, qbuf_.data() + m.q, pbuf_.data() + m.p, m.n, m.m, r_);
+      }
+      std::size_t at = dense_at_;
+      for (const auto& d : dense_) {
+        std::memcpy(pbuf_.data() + at, in_ + d.first, d.second * sizeof(float));
+        at += d.second;
+      }
+      encode_s += now_s() - t0;
+      t_.iallreduce(pbuf_.data(), pbuf_.size(), Elem::F32, Reduce::Sum);
+      return;
+    }
+    if (stage_ == 1) {
+      const double t0 = now_s();
+      // Every rank holds the same summed P, so every rank orthonormalises to the same bits.
+      for (const Mat& m : low_) {
+        float* Pm = pbuf_.data() + m.p;
+        orthonormalize_columns(Pm, m.n, r_);
+        float* M = mbuf(m);
+        float* Q = qlocal_.data() + m.q;
+        mul_atp(M, Pm, Q, m.n, m.m, r_);
+        // This rank's share of the result is P Q_own^T; the rest stays for the next step.
+        if (!res_.empty()) mul_pqt<true>(Pm, Q, M, m.n, m.m, r_);
+      }
+      std::copy(qlocal_.begin(), qlocal_.end(), qbuf_.begin());
+      encode_s += now_s() - t0;
+      if (qbuf_.empty()) {
+        stage_ = 2;
+        finish(P);
+        return;
+      }
+      t_.iallreduce(qbuf_.data(), qbuf_.size(), Elem::F32, Reduce::Sum);
+      return;
+    }
+    if (stage_ == 2) finish(P);
+  }
+
+  void finish(int P) {
+    const double t0 = now_s();
+    for (const Mat& m : low_)
+      mul_pqt<false>(pbuf_.data() + m.p, qbuf_.data() + m.q, out_ + m.off, m.n, m.m, r_);
+    std::size_t at = dense_at_;
+    for (const auto& d : dense_) {
+      std::memcpy(out_ + d.first, pbuf_.data() + at, d.second * sizeof(float));
+      at += d.second;
+    }
+    if (p_.op == ReduceOp::Avg && P > 1) detail::divide_in_place(out_, p_.count, DType::Float32, P);
+    // qbuf_ (the summed Q) is the next step's starting point: the warm start.
+    decode_s += now_s() - t0;
+    stage_ = 3;
+  }
+
+  Transport& t_;
+  AlgoParams p_;
+  std::size_t r_;
+  std::vector<Mat> low_;
+  std::vector<std::pair<std::size_t, std::size_t>> dense_;  // (offset, length)
+  std::size_t dense_at_ = 0;                                // dense values' place in pbuf_
+  std::vector<float> pbuf_, qbuf_, qlocal_, res_, work_;
+  std::vector<int> done_;
+  const float* in_ = nullptr;
+  float* out_ = nullptr;
+  int stage_ = 3;
+};
+
+}  // namespace
+
+void orthonormalize_columns(float* a, std::size_t rows, std::size_t r) {
+#if GRADWIRE_HAVE_LAPACKE
+  if (rows == 0 || r == 0) return;
+  std::vector<float> tau(r);
+  const auto n = static_cast<lapack_int>(rows), k = static_cast<lapack_int>(r);
+  lapack_int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, n, k, a, k, tau.data());
+  if (info == 0) info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, n, k, k, a, k, tau.data());
+  if (info != 0)
+    throw Error(ErrorCode::InvalidArgument,
+                "gradwire: powersgd: LAPACK QR failed (info " + std::to_string(info) +
+                    "); is the gradient finite?");
+#else
+  (void)a, (void)rows, (void)r;
+  throw Error(ErrorCode::Unsupported, "gradwire: powersgd: built without LAPACKE");
+#endif
+}
+
+std::unique_ptr<Algorithm> make_powersgd(Transport& t, const AlgoParams& p, std::uint32_t rank,
+                                         const std::vector<MatrixShape>& shapes) {
+  return std::make_unique<PowerSgd>(t, p, rank, shapes);
+}
+
+}  // namespace gradwire::coll
