@@ -15,6 +15,7 @@
 #include <gradwire/error.hpp>
 #include <gradwire/plan.hpp>
 
+#include "caught.hpp"
 #include "device_env.hpp"
 #include "device_setup.hpp"  // gradwire::detail::device_setups_started
 
@@ -27,24 +28,8 @@ using gradwire::ReduceOp;
 
 namespace {
 
-struct Caught {
-  bool thrown = false;
-  ErrorCode code = ErrorCode::Internal;
-  std::string message;
-};
-
-template <class F>
-Caught catch_error(F&& f) {
-  Caught c;
-  try {
-    f();
-  } catch (const gradwire::Error& e) {
-    c.thrown = true;
-    c.code = e.code();
-    c.message = e.what();
-  }
-  return c;
-}
+using gwtest::Caught;
+using gwtest::catch_error;
 
 // The part of a message after `marker` (the part every rank must share), or "" without it.
 std::string from(const std::string& message, const std::string& marker) {

@@ -16,39 +16,24 @@
 
 #include "inputs.hpp"
 #include "plan_bounds.hpp"
+#include "plan_inputs.hpp"
 
 using gradwire::Communicator;
 using gradwire::DType;
 using gradwire::Plan;
 using gradwire::PlanConfig;
 using gradwire::ReduceOp;
+using gwplan::input;
+using gwplan::inputs_of;
+using gwplan::Mismatch;
 using gwplan::Vec;
 
 namespace {
 
 const std::size_t kCounts[] = {0, 1, 13, 131, 1031, 5003};
 
-float input(std::uint64_t seed, int rank, std::size_t i) {
-  return static_cast<float>(gwtest::value(DType::Float32, ReduceOp::Sum, seed, rank, i));
-}
 
-std::vector<float> inputs_of(std::uint64_t seed, int rank, std::size_t n) {
-  std::vector<float> x(n);
-  for (std::size_t i = 0; i < n; ++i) x[i] = input(seed, rank, i);
-  return x;
-}
 
-// Counted, not asserted: a rank that left a test early would hang its peers.
-struct Mismatch {
-  std::size_t count = 0;
-  std::string first;
-  void check(std::size_t i, double got, double want, double bound) {
-    if (std::fabs(got - want) <= bound) return;
-    if (count++ == 0)
-      first = "element " + std::to_string(i) + ": got " + std::to_string(got) + ", exact " +
-              std::to_string(want) + ", bound " + std::to_string(bound);
-  }
-};
 
 // True on every rank when every rank's buffer holds the same bytes.
 bool identical_everywhere(const void* p, std::size_t bytes) {

@@ -17,6 +17,7 @@
 #include <gradwire/plan.hpp>
 
 #include "device_backend.hpp"  // gradwire::detail::cuda_device_present
+#include "caught.hpp"
 #include "inputs.hpp"
 
 #if GRADWIRE_HAVE_NCCL
@@ -40,24 +41,8 @@ bool gpu_on_every_rank() {
   return have == 1;
 }
 
-struct Caught {
-  bool thrown = false;
-  ErrorCode code = ErrorCode::Internal;
-  std::string message;
-};
-
-template <class F>
-Caught catch_error(F&& f) {
-  Caught c;
-  try {
-    f();
-  } catch (const gradwire::Error& e) {
-    c.thrown = true;
-    c.code = e.code();
-    c.message = e.what();
-  }
-  return c;
-}
+using gwtest::Caught;
+using gwtest::catch_error;
 
 PlanConfig config(PlanCollective coll, const std::string& algorithm, const std::string& codec,
                   std::size_t n, Memory memory) {

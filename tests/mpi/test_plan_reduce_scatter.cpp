@@ -16,6 +16,7 @@
 
 #include "inputs.hpp"
 #include "plan_bounds.hpp"
+#include "plan_inputs.hpp"
 
 using gradwire::Communicator;
 using gradwire::DType;
@@ -23,31 +24,15 @@ using gradwire::Plan;
 using gradwire::PlanCollective;
 using gradwire::PlanConfig;
 using gradwire::ReduceOp;
+using gwplan::input;
+using gwplan::inputs_of;
+using gwplan::Mismatch;
 using gwplan::Vec;
 
 namespace {
 
-float input(std::uint64_t seed, int rank, std::size_t i) {
-  return static_cast<float>(gwtest::value(DType::Float32, ReduceOp::Sum, seed, rank, i));
-}
 
-// Rank r's whole input: count * P elements, block j at j * count.
-std::vector<float> inputs_of(std::uint64_t seed, int rank, std::size_t total) {
-  std::vector<float> x(total);
-  for (std::size_t i = 0; i < total; ++i) x[i] = input(seed, rank, i);
-  return x;
-}
 
-struct Mismatch {
-  std::size_t count = 0;
-  std::string first;
-  void check(std::size_t i, double got, double want, double bound) {
-    if (std::fabs(got - want) <= bound) return;
-    if (count++ == 0)
-      first = "element " + std::to_string(i) + ": got " + std::to_string(got) + ", exact " +
-              std::to_string(want) + ", bound " + std::to_string(bound);
-  }
-};
 
 // The documented bound for block `owner`: every other rank's block rounded once (E1), the own
 // block exact, P terms summed in float32, then /P for avg.
