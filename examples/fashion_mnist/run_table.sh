@@ -47,15 +47,9 @@ if [[ -z "${SUMMARY_ONLY:-}" ]]; then
   TMP="$(mktemp -d "${TMPDIR:-/tmp}/gradwire-fm-seeds.XXXXXX")"
   trap 'rm -rf "$TMP"' EXIT
   if [[ -z "${FM_BIN:-}" ]]; then
-    BUILD="$(cd "${1:-$SRC/build}" && pwd)"
-    GEN=()
-    command -v ninja >/dev/null && GEN=(-G Ninja)
-    cmake --build "$BUILD" -j2 --target gradwire_codec gradwire >/dev/null
-    cmake --install "$BUILD" --prefix "$TMP/prefix" >/dev/null
-    cmake -S "$SRC/examples/fashion_mnist" -B "$TMP/ex" "${GEN[@]}" \
-      -DCMAKE_PREFIX_PATH="$TMP/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
-    cmake --build "$TMP/ex" -j2 >/dev/null
-    FM_BIN="$TMP/ex/fashion_mnist"
+    # shellcheck source=build_against_install.sh
+    source "$SRC/examples/fashion_mnist/build_against_install.sh"
+    fm_build_against_install "${1:-}"
   fi
   echo "# $(date -u +%FT%TZ) $(uname -n): NPS=$NPS SEEDS=$SEEDS EPOCHS=$EPOCHS EPOCHS_8=$EPOCHS_8" \
        "BATCH=$BATCH LR=$LR JOBS=$JOBS; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
