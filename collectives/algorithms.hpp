@@ -10,7 +10,7 @@
 #include <memory>
 #include <vector>
 
-#include "collectives/transport.hpp"
+#include "transport/transport.hpp"
 #include "gradwire/codec.hpp"
 #include "gradwire/types.hpp"
 

@@ -1,7 +1,8 @@
-// Plan: agreement on the configuration, the choice of algorithm, the workspace and residual
-// it owns, the polling loop (blocking runs and requests share it), statistics, and the
-// residual file (docs/compressed-collectives.md). Device-memory plans (CUDA builds) stage
-// through pinned host buffers the plan owns and run the same host algorithm.
+// Plan: agreement on the configuration, the choice of algorithm (collectives/registry.hpp),
+// the communicators, transports and algorithm it owns, the polling loop (blocking runs and
+// requests share it), statistics, and the residual's collective parts (save, load, carry;
+// the file format is collectives/residual_file.hpp). Device-memory plans stage through pinned
+// host buffers (collectives/staging.hpp) and run the same host algorithm.
 #include "gradwire/plan.hpp"
 
 #include <chrono>
@@ -12,8 +13,6 @@
 #include <string>
 #include <vector>
 
-#include <zlib.h>
-
 #include <climits>
 #include <cmath>
 
@@ -22,8 +21,9 @@
 #include "collectives/algorithms.hpp"
 #include "collectives/cost_probe.hpp"
 #include "collectives/dgc.hpp"
-#include "collectives/powersgd.hpp"
-#include "collectives/reduce_scatter.hpp"
+#include "collectives/registry.hpp"
+#include "collectives/residual_file.hpp"
+#include "collectives/staging.hpp"
 #include "comm_impl.hpp"
 #include "device_backend.hpp"
 #include "gradwire/codec.hpp"
@@ -33,7 +33,6 @@
 #include "watchdog.hpp"
 
 #if GRADWIRE_HAVE_CUDA
-#include <cuda_runtime.h>
 #if defined(OPEN_MPI) && __has_include(<mpi-ext.h>)
 #include <mpi-ext.h>  // MPIX_CUDA_AWARE_SUPPORT, MPIX_Query_cuda_support
 #endif
@@ -56,12 +55,6 @@ std::uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
-const char* collective_name(PlanCollective c) {
-  return c == PlanCollective::Allreduce   ? "allreduce"
-         : c == PlanCollective::Allgather ? "allgather"
-                                          : "reduce-scatter";
-}
-
 // Keeps a communicator this plan owns; freed unless MPI is already gone.
 void free_comm(MPI_Comm& c) {
   int down = 0;
@@ -82,9 +75,6 @@ std::uint64_t shapes_hash(const std::vector<MatrixShape>& shapes) {
   for (const MatrixShape& m : shapes) s += std::to_string(m.rows) + "x" + std::to_string(m.cols) + ",";
   return fnv1a(s);
 }
-
-constexpr char kMagic[8] = {'G', 'W', 'R', 'E', 'S', 'I', 'D', '1'};
-constexpr std::uint32_t kFileVersion = 2;  // 2: CRC-32 trailer, finite values only
 
 // Plans send messages of up to 4 bytes per element, sized in bytes with MPI's int counts.
 constexpr std::size_t kMaxPlanElements = static_cast<std::size_t>(INT_MAX) / 4;
@@ -115,13 +105,10 @@ struct Plan::Impl {
   std::uint64_t id = 0;          // this plan's id on its communicator (checked mode, messages)
   std::int64_t run_deadline = 0;  // monotonic ns: when the run in flight passes its deadline
   std::shared_ptr<Flight> flight = std::make_shared<Flight>();
-  // Device plans: pinned staging made at construction (CUDA builds), so a run allocates
-  // nothing. Allreduce stages in place (pin_out == pin_in); allgather has both.
+  // Device plans: pinned staging made at construction (collectives/staging.hpp), so a run
+  // allocates nothing. Allreduce stages in place; allgather and reduce-scatter have both.
   std::string device_error;  // why this rank cannot run a device plan (agreed on in agree())
-  void* pin_in = nullptr;
-  void* pin_out = nullptr;
-  std::size_t in_bytes = 0, out_bytes = 0;
-  void* copied = nullptr;  // cudaEvent_t recorded after the last copy back to the device
+  detail::PinnedStaging staging;
 
   ~Impl() {
     if (in_flight && broken.empty()) {
@@ -145,7 +132,7 @@ struct Plan::Impl {
       return;
     }
     flight->plan = nullptr;
-    release_staging();
+    staging.release();
     algo.reset();
     t.reset();
     tlocal.reset();
@@ -159,7 +146,6 @@ struct Plan::Impl {
   [[noreturn]] void fail(ErrorCode code, const std::string& cause) const { c->fail(code, call, cause); }
 
   void prepare_device();
-  void release_staging() noexcept;
   void run_device(const void* send, void* recv, void* stream, bool wait_result);
   void agree();
   void check_config();
@@ -278,114 +264,47 @@ void Plan::Impl::agree() {
 // which tells every rank when any cannot, so no rank is left waiting in a collective.
 void Plan::Impl::prepare_device() {
   if (cfg.memory != Memory::Device) return;
-#if !GRADWIRE_HAVE_CUDA
-  device_error =
-      "device-memory plan: gradwire was built without CUDA (GRADWIRE_CUDA=OFF); use "
-      "Memory::Host";
-#else
-  if (!c->cuda_present) {
+  if (GRADWIRE_HAVE_CUDA && !c->cuda_present) {
     device_error = "device-memory plan: no CUDA device is visible on rank " +
                    std::to_string(c->rank) + "; use Memory::Host";
     return;
   }
-  in_bytes = cfg.count * dtype_size(cfg.dtype);
-  out_bytes = cfg.collective == PlanCollective::Allgather
-                  ? in_bytes * static_cast<std::size_t>(c->size)
-                  : in_bytes;
+  std::size_t in_bytes = cfg.count * dtype_size(cfg.dtype);
+  const std::size_t out_bytes = cfg.collective == PlanCollective::Allgather
+                                    ? in_bytes * static_cast<std::size_t>(c->size)
+                                    : in_bytes;
   if (cfg.collective == PlanCollective::ReduceScatter) in_bytes *= static_cast<std::size_t>(c->size);
-  auto cuda_failed = [&](cudaError_t e, const std::string& what) {
-    cudaGetLastError();
-    device_error = "device-memory plan: " + what + " failed on rank " + std::to_string(c->rank) +
-                   ": " + cudaGetErrorString(e);
-    release_staging();
-  };
-  cudaError_t e = cudaSuccess;
-  if (in_bytes > 0 && (e = cudaHostAlloc(&pin_in, in_bytes, cudaHostAllocPortable)) != cudaSuccess)
-    return cuda_failed(e, "cudaHostAlloc of " + std::to_string(in_bytes) + " bytes");
-  if (cfg.collective == PlanCollective::Allreduce) {
-    pin_out = pin_in;
-  } else if (out_bytes > 0 &&
-             (e = cudaHostAlloc(&pin_out, out_bytes, cudaHostAllocPortable)) != cudaSuccess) {
-    return cuda_failed(e, "cudaHostAlloc of " + std::to_string(out_bytes) + " bytes");
-  }
-  cudaEvent_t ev = nullptr;
-  if ((e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming)) != cudaSuccess)
-    return cuda_failed(e, "cudaEventCreate");
-  copied = ev;
-#endif
-}
-
-void Plan::Impl::release_staging() noexcept {
-#if GRADWIRE_HAVE_CUDA
-  if (copied) {
-    cudaEventSynchronize(static_cast<cudaEvent_t>(copied));  // the copy back reads pin_out
-    cudaEventDestroy(static_cast<cudaEvent_t>(copied));
-  }
-  if (pin_out && pin_out != pin_in) cudaFreeHost(pin_out);
-  if (pin_in) cudaFreeHost(pin_in);
-  cudaGetLastError();
-#endif
-  copied = pin_in = pin_out = nullptr;
+  device_error = staging.prepare(in_bytes, out_bytes,
+                                 cfg.collective == PlanCollective::Allreduce, c->rank);
 }
 
 // The algorithm, from the agreed configuration and the (global) node layout: every rank
 // chooses the same one.
 void Plan::Impl::choose() {
   const std::string& a = cfg.algorithm;
-  static const char* const known[] = {"auto", "dense", "sra", "shared-grid", "sparse-allgather",
-                                      "hier", "powersgd"};
-  bool ok = false;
-  for (const char* k : known) ok = ok || a == k;
-  if (!ok) {
+  if (!coll::known_name(a)) {
     fail(ErrorCode::InvalidArgument,
-         "unknown algorithm '" + a +
-             "'; accepted: auto, dense, sra, shared-grid, sparse-allgather, hier, powersgd");
+         "unknown algorithm '" + a + "'; accepted: " + coll::accepted_names());
   }
   if (cfg.dtype != DType::Float32 && cfg.dtype != DType::Float16 && cfg.dtype != DType::BFloat16)
     fail(ErrorCode::Unsupported, "plans take float32, float16 or bfloat16");
   if (cfg.op != ReduceOp::Sum && cfg.op != ReduceOp::Avg)
     fail(ErrorCode::Unsupported, "plans reduce with sum or avg");
   const bool none = spec.kind == CodecKind::None;
-  std::string name = a;
-  if (cfg.collective == PlanCollective::ReduceScatter) {
-    if (a != "auto" && a != "dense")
-      fail(ErrorCode::InvalidArgument,
-           "reduce-scatter plans take algorithm auto or dense, not '" + a + "'");
-    if (a == "dense" && !none)
-      fail(ErrorCode::InvalidArgument, "algorithm dense sends uncompressed data: use codec none");
-    if (cfg.dtype != DType::Float32)
-      fail(ErrorCode::Unsupported, "reduce-scatter plans take float32");
-    name = none ? "dense" : "compressed-reduce-scatter";
-  } else if (cfg.collective == PlanCollective::Allgather) {
-    if (a != "auto" && a != "dense")
-      fail(ErrorCode::InvalidArgument, "allgather plans take algorithm auto or dense, not '" + a + "'");
-    if (a == "dense" && !none)
-      fail(ErrorCode::InvalidArgument, "algorithm dense sends uncompressed data: use codec none");
-    name = none ? "dense" : "compressed-allgather";
-  } else {
-    const bool is16 = cfg.dtype != DType::Float32;
-    if (a == "auto") {
-      if (none || is16) name = "dense";
-      else if (c->node_count > 1 && c->node_count < c->size) name = "hier";
-      else name = spec.sparse() ? "sparse-allgather" : "sra";
-    }
-    if (name == "powersgd" && (!none || is16)) {
-      fail(ErrorCode::InvalidArgument,
-           "algorithm powersgd compresses float32 by itself: use codec none and float32");
-    }
-    if (name == "dense" && !none && !is16)
-      fail(ErrorCode::InvalidArgument, "algorithm dense sends uncompressed data: use codec none");
-    if (is16 && name != "dense") {
-      fail(ErrorCode::Unsupported,
-           "float16/bfloat16 plans go through the engine's dense allreduce (algorithm auto or "
-           "dense); compress a float32 buffer instead");
-    }
-    if (is16 && !none)
-      fail(ErrorCode::Unsupported, "float16/bfloat16 plans take codec none");
+  const coll::Selection sel{cfg.collective, cfg.dtype, cfg.op, spec, cfg.memory};
+  const bool multi_node = c->node_count > 1 && c->node_count < c->size;
+  std::string name = a == "auto" ? coll::static_choice(sel, multi_node) : a;
+  const coll::AlgorithmEntry* entry = coll::find_algorithm(cfg.collective, name);
+  if (!entry || (a != "auto" && !entry->nameable)) {
+    // A name some other collective has (allgather and reduce-scatter plans: auto or dense).
+    fail(ErrorCode::InvalidArgument, std::string(coll::collective_name(cfg.collective)) +
+                                         " plans take algorithm auto or dense, not '" + a + "'");
   }
+  if (const coll::Refusal r = entry->supports(sel); !r.ok()) fail(r.code, r.why);
   if (a == "auto" && cfg.collective == PlanCollective::Allreduce && cfg.dtype == DType::Float32 &&
       (name == "sra" || name == "sparse-allgather")) {
     decide_by_cost(name);
+    entry = coll::find_algorithm(cfg.collective, name);
   }
   stats.algorithm = name;
   const bool device = cfg.memory == Memory::Device;
@@ -398,7 +317,7 @@ void Plan::Impl::choose() {
   if (device) stats.cuda_aware_mpi = 0;
 #endif
 #endif
-  call_name = "plan " + std::string(collective_name(cfg.collective)) + " " + name + " " +
+  call_name = "plan " + std::string(coll::collective_name(cfg.collective)) + " " + name + " " +
               spec.to_string() + (device ? " (device, staged)" : "");
   call.collective = call_name.c_str();
 
@@ -442,40 +361,22 @@ void Plan::Impl::choose() {
   };
   comm = bounded_dup(c->comm);
   t = std::make_unique<detail::MpiTransport>(comm, ops, *c, call);
-  auto make_inner = [&](coll::Transport& tr, const coll::AlgoParams& q) {
-    if (spec.sparse()) return coll::make_sparse(tr, q);
-    if (a == "shared-grid") return coll::make_shared_grid(tr, q);
-    if (none) return coll::make_dense_allreduce(tr, q);
-    return coll::make_sra(tr, q);
-  };
+  coll::Build build{*t, p};
+  build.powersgd_rank = cfg.powersgd_rank;
+  build.shapes = &cfg.shapes;
   try {
-    if (cfg.collective == PlanCollective::Allgather) {
-      algo = none ? coll::make_dense_allgather(*t, p) : coll::make_compressed_allgather(*t, p);
-    } else if (cfg.collective == PlanCollective::ReduceScatter) {
-      algo = coll::make_reduce_scatter(*t, p);
-    } else if (name == "dense") {
-      algo = coll::make_dense_allreduce(*t, p);
-    } else if (name == "sra") {
-      algo = coll::make_sra(*t, p);
-    } else if (name == "shared-grid") {
-      algo = coll::make_shared_grid(*t, p);
-    } else if (name == "sparse-allgather") {
-      algo = coll::make_sparse(*t, p);
-    } else if (name == "powersgd") {
-      algo = coll::make_powersgd(*t, p, cfg.powersgd_rank, cfg.shapes);
-    } else {  // hier
+    if (entry->node_comms) {
       local = bounded_dup(c->local);
       tlocal = std::make_unique<detail::MpiTransport>(local, ops, *c, call);
-      std::unique_ptr<coll::Algorithm> inner;
       if (c->leaders != MPI_COMM_NULL) {
         leaders = bounded_dup(c->leaders);
         tleaders = std::make_unique<detail::MpiTransport>(leaders, ops, *c, call);
-        coll::AlgoParams q = p;
-        q.op = ReduceOp::Sum;  // hier divides by the global size
-        inner = make_inner(*tleaders, q);
       }
-      algo = coll::make_hier(*tlocal, std::move(inner), p, c->size);
+      build.local = tlocal.get();
+      build.leaders = tleaders.get();
+      build.global_size = c->size;
     }
+    algo = entry->make(build);
   } catch (const Error& e) {
     // Deterministic in the agreed configuration: every rank throws the same.
     fail(e.code(), e.what());
@@ -674,54 +575,28 @@ void Plan::run_on_stream(const void* send, void* recv, void* cuda_stream) {
 // pinned buffers (the same bits as a host plan), pinned → device on the stream. A failure
 // leaves the staging state unknown, so the plan is marked unusable, as for a failed host run.
 void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wait_result) {
-#if !GRADWIRE_HAVE_CUDA
-  (void)send, (void)recv, (void)stream, (void)wait_result;
-  fail(ErrorCode::Unsupported, "device-memory plan: gradwire was built without CUDA");
-#else
+  if (!GRADWIRE_HAVE_CUDA)
+    fail(ErrorCode::Unsupported, "device-memory plan: gradwire was built without CUDA");
   check_run(send, recv);
   if (cfg.count > 0 && (!detail::is_device_pointer(send) || !detail::is_device_pointer(recv)))
     fail(ErrorCode::InvalidArgument,
          std::string("device-memory plan: ") +
              (!detail::is_device_pointer(send) ? "send" : "recv") +
              " is not device memory (use a Memory::Host plan for host buffers)");
-  const auto s = static_cast<cudaStream_t>(stream);
-  const auto ev = static_cast<cudaEvent_t>(copied);
-  auto check = [&](cudaError_t e, const char* what) {
-    if (e == cudaSuccess) return;
-    cudaGetLastError();
-    fail(ErrorCode::Cuda, std::string(what) + " failed: " + cudaGetErrorString(e));
-  };
-  // Polls like the NCCL backend's events: a stuck stream becomes the communicator's timeout.
-  auto wait = [&](auto query, const char* what) {
-    detail::poll_until_done(*c, call, c->policy, [&] {
-      const cudaError_t e = query();
-      if (e != cudaSuccess && e != cudaErrorNotReady) check(e, what);
-      return e == cudaSuccess;
-    });
-  };
   const double ts = now_s();
   double staged = 0;
   try {
-    // The previous run's copy back may still read pin_out (it may have used another stream).
-    wait([&] { return cudaEventQuery(ev); }, "cudaEventQuery (previous copy back)");
-    if (in_bytes > 0)
-      check(cudaMemcpyAsync(pin_in, send, in_bytes, cudaMemcpyDeviceToHost, s),
-            "cudaMemcpyAsync (device to pinned)");
-    wait([&] { return cudaStreamQuery(s); }, "cudaStreamQuery");
+    staging.down(send, staging.in_bytes(), stream, *c, call);
     staged = now_s() - ts;
   } catch (const Error& e) {
     broken = e.what();
     throw;
   }
-  begin(pin_in, pin_out);
+  begin(staging.in(), staging.out());
   wait_blocking(c->policy);
   const double t_back = now_s();
   try {
-    if (out_bytes > 0)
-      check(cudaMemcpyAsync(recv, pin_out, out_bytes, cudaMemcpyHostToDevice, s),
-            "cudaMemcpyAsync (pinned to device)");
-    check(cudaEventRecord(ev, s), "cudaEventRecord");
-    if (wait_result) wait([&] { return cudaEventQuery(ev); }, "cudaEventQuery (copy back)");
+    staging.up(recv, staging.out_bytes(), stream, wait_result, *c, call);
   } catch (const Error& e) {
     broken = e.what();
     throw;
@@ -729,7 +604,6 @@ void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wai
   const double t_end = now_s();
   stats.stage_s = staged + (t_end - t_back);
   stats.total_s = t_end - ts;
-#endif
 }
 
 const PlanStats& Plan::stats() const { return impl_->stats; }
@@ -743,10 +617,7 @@ void Plan::reset_residual() {
   if (p.dgc) p.dgc->reset();
 }
 
-// File (version 2): "GWRESID1", u32 version 2, u32 collective, u64 elements, then per global
-// element the float64 sum of every rank's residual for it, then the u32 CRC-32 (zlib) of
-// everything before it; little endian, as the host. Loading rejects a wrong checksum, a
-// non-finite value and trailing bytes (docs/compressed-collectives.md).
+// The file's format: collectives/residual_file.hpp. Rank 0 writes the sum over ranks.
 void Plan::save_residual(const std::string& path) const {
   Impl& p = *impl_;
   if (p.c->finalized) p.fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
@@ -761,82 +632,12 @@ void Plan::save_residual(const std::string& path) const {
                        cc, r);
   });
   std::vector<int> ok{1};
-  if (root) {
-    std::vector<char> bytes(24 + n * 8);
-    const std::uint32_t version = kFileVersion, coll = static_cast<std::uint32_t>(p.cfg.collective);
-    const std::uint64_t count = n;
-    std::memcpy(bytes.data(), kMagic, 8);
-    std::memcpy(bytes.data() + 8, &version, 4);
-    std::memcpy(bytes.data() + 12, &coll, 4);
-    std::memcpy(bytes.data() + 16, &count, 8);
-    if (n > 0) std::memcpy(bytes.data() + 24, sum.data(), n * 8);
-    const std::uint32_t crc = static_cast<std::uint32_t>(
-        crc32_z(crc32_z(0, nullptr, 0), reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    f.write(reinterpret_cast<const char*>(&crc), 4);
-    ok[0] = f.good() ? 1 : 0;
-  }
+  if (root) ok[0] = coll::write_residual_file(path, p.cfg.collective, sum) ? 1 : 0;
   ok = detail::bounded_of(*p.c, p.call, "MPI_Ibcast", ok, [cc](void* b, MPI_Request* r) {
     return MPI_Ibcast(b, 1, MPI_INT, 0, cc, r);
   });
   if (!ok[0]) p.fail(ErrorCode::InvalidArgument, "save_residual: cannot write '" + path + "'");
 }
-
-namespace {
-
-// Reads and checks a residual file on rank 0; "" on success, else why not.
-std::string read_residual(const std::string& path, PlanCollective want, std::size_t n,
-                          std::vector<double>& sum) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return "cannot open '" + path + "'";
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  char magic[8] = {0};
-  std::uint32_t version = 0, coll = 0;
-  std::uint64_t count = 0;
-  if (bytes.size() >= 24) {
-    std::memcpy(magic, bytes.data(), 8);
-    std::memcpy(&version, bytes.data() + 8, 4);
-    std::memcpy(&coll, bytes.data() + 12, 4);
-    std::memcpy(&count, bytes.data() + 16, 8);
-  }
-  if (bytes.size() < 24 || std::memcmp(magic, kMagic, 8) != 0)
-    return "'" + path + "' is not a gradwire residual file";
-  if (version != kFileVersion) {
-    return "'" + path + "' is a version " + std::to_string(version) +
-           " residual file; this gradwire reads version " + std::to_string(kFileVersion) +
-           " (with a checksum): save it again";
-  }
-  const auto last = static_cast<std::uint32_t>(PlanCollective::ReduceScatter);
-  if (coll > last || coll != static_cast<std::uint32_t>(want) || count != n) {
-    return "'" + path + "' holds " + std::to_string(count) + " elements of a " +
-           (coll > last ? "?" : collective_name(static_cast<PlanCollective>(coll))) +
-           " plan; this plan has " + std::to_string(n) + " of an " + collective_name(want) +
-           " plan";
-  }
-  const std::size_t want_bytes = 24 + n * 8 + 4;
-  if (bytes.size() < want_bytes) return "'" + path + "' is truncated";
-  if (bytes.size() > want_bytes) {
-    return "'" + path + "' has " + std::to_string(bytes.size() - want_bytes) +
-           " trailing byte(s) after the checksum";
-  }
-  std::uint32_t crc = 0;
-  std::memcpy(&crc, bytes.data() + 24 + n * 8, 4);
-  const auto actual = static_cast<std::uint32_t>(crc32_z(
-      crc32_z(0, nullptr, 0), reinterpret_cast<const Bytef*>(bytes.data()), 24 + n * 8));
-  if (crc != actual) return "'" + path + "' fails its CRC-32 checksum (corrupted)";
-  if (n > 0) std::memcpy(sum.data(), bytes.data() + 24, n * 8);
-  for (std::size_t i = 0; i < n; ++i) {
-    // A residual a float cannot hold is as corrupt as a NaN.
-    if (!std::isfinite(sum[i]) || std::fabs(sum[i]) > 3.0e38) {
-      return "'" + path + "' holds a non-finite or out-of-range value (" +
-             std::to_string(sum[i]) + ") at element " + std::to_string(i);
-    }
-  }
-  return "";
-}
-
-}  // namespace
 
 void Plan::load_residual(const std::string& path) {
   Impl& p = *impl_;
@@ -848,7 +649,7 @@ void Plan::load_residual(const std::string& path) {
   int has = 0;
   for (const auto& s : p.algo->slots) has = has || s.primary;
   if (p.c->rank == 0) {
-    const std::string e = read_residual(path, p.cfg.collective, n, sum);
+    const std::string e = coll::read_residual_file(path, p.cfg.collective, n, sum);
     std::snprintf(error.data(), error.size(), "%s", e.c_str());
   }
   const MPI_Comm cc = p.c->comm;
@@ -899,9 +700,9 @@ void Plan::carry_residual(const Plan& from) {
   if (sum[n] != 0) {
     p.fail(ErrorCode::InvalidArgument,
            "carry_residual: the source plan covers " + std::to_string(q.global_elements()) +
-               " global elements of an " + collective_name(q.cfg.collective) +
+               " global elements of an " + coll::collective_name(q.cfg.collective) +
                " plan on some rank; this one " + std::to_string(n) + " of an " +
-               collective_name(p.cfg.collective) + " plan");
+               coll::collective_name(p.cfg.collective) + " plan");
   }
   sum.pop_back();
   p.set_residual(sum, holders);

@@ -1,5 +1,5 @@
-// Pieces the compressed algorithms share (collectives/algorithms.cpp and the algorithms in
-// their own files): codec timing, the avg division, bucket-aligned chunking and the stage loop.
+// Pieces the compressed algorithms share (collectives/algorithms/*.cpp): codec timing, the
+// avg division, bucket-aligned chunking and the stage loop.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +12,10 @@
 #include "transport/element_ops.hpp"
 
 namespace gradwire::coll {
+
+// Message tags of the point-to-point algorithms, one per exchange (distinct across files, so
+// a stray message can never be taken for another algorithm's).
+constexpr int kTagReduce = 1, kTagGather = 2, kTagScatter = 3;
 
 inline double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())

@@ -1,4 +1,4 @@
-// The algorithms' transport over MPI for host buffers (collectives/transport.hpp). Every call
+// The algorithms' transport over MPI for host buffers (src/transport/transport.hpp). Every call
 // posts the non-blocking MPI form on the plan's private communicator; requests live in a
 // vector reserved at construction, so posting allocates nothing.
 #pragma once
@@ -9,7 +9,7 @@
 #include <mpi.h>
 
 #include "call_info.hpp"
-#include "collectives/transport.hpp"
+#include "transport/transport.hpp"
 #include "comm_impl.hpp"
 
 namespace gradwire::detail {

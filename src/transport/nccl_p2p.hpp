@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "call_info.hpp"
-#include "collectives/transport.hpp"
+#include "transport/transport.hpp"
 #include "comm_impl.hpp"
 
 namespace gradwire::detail {

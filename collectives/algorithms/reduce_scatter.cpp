@@ -4,7 +4,7 @@
 // accumulator: decoding overlaps the transfer, and a run's bits do not depend on timing. One quantization per contribution (ZeRO++'s qgZ keeps one
 // per hop; here there is one hop), float32 accumulation, no re-encode: only the owner needs
 // the result, so there is no allgather half and no second rounding as in SRA.
-#include "collectives/reduce_scatter.hpp"
+#include "collectives/algorithms/reduce_scatter.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -16,8 +16,6 @@
 
 namespace gradwire::coll {
 namespace {
-
-constexpr int kTagScatter = 3;
 
 class ReduceScatter final : public Staged {
  public:

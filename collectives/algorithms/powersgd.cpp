@@ -1,4 +1,4 @@
-#include "collectives/powersgd.hpp"
+#include "collectives/algorithms/powersgd.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -4,8 +4,8 @@
 // an algorithm can decode a chunk the moment it lands. Blocking is the plan's polling loop,
 // which owns the deadline.
 //
-// Implementations: MpiTransport (src/transport/mpi_p2p.hpp, host buffers) and NcclTransport
-// (src/transport/nccl_p2p.hpp, device buffers on the plan's stream; NCCL builds only).
+// Implementations: MpiTransport (mpi_p2p.hpp, host buffers) and NcclTransport
+// (nccl_p2p.hpp, device buffers on the plan's stream; NCCL builds only).
 #pragma once
 
 #include <cstddef>
