@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "codec/executor.hpp"
 #include "transport/transport.hpp"
 #include "gradwire/codec.hpp"
 #include "gradwire/types.hpp"
@@ -23,6 +24,7 @@ struct ResidualSlot {
   float* data = nullptr;
   std::size_t offset = 0, length = 0;
   bool primary = false;
+  exec::Executor* x = nullptr;  // where data lives (null: host memory)
 };
 
 class Algorithm {
@@ -44,6 +46,10 @@ struct AlgoParams {
   bool error_feedback = false;
   std::uint64_t seed = 0;
   Dgc* dgc = nullptr;  // top-k plans with DGC options: per-step density, momentum masking
+  // Where the codec and element operations run, and the memory of in, out and workspace.
+  // Algorithms that take a device executor say so in the registry (device_native).
+  exec::Executor* x = &exec::host_executor();
+  double timeout_s = 300;  // device executors: the longest wait for their stream
 };
 
 // Allreduce of float32 by the engine's allreduce (16-bit floats: pre-divided for avg).

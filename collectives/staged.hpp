@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "collectives/algorithms.hpp"
+#include "collectives/run_error.hpp"
 #include "transport/element_ops.hpp"
 
 namespace gradwire::coll {
@@ -48,11 +49,51 @@ inline std::vector<std::size_t> chunk_offsets(std::size_t n, std::size_t unit, i
   return off;
 }
 
+// Device executors: the non-finite check every rank agrees on in the same call. A kernel
+// sets this rank's flag to P - rank when its input (+ residual) holds a NaN or Inf; one MAX
+// allreduce of the flags at the end of the run tells every rank the lowest such rank. (Host
+// runs carry the news inside their messages instead: run_error.hpp.)
+class AgreedFlag {
+ public:
+  void init(exec::Executor& x) { flag_ = exec::Work<std::uint64_t>(x, 1); }
+  bool active() const noexcept { return !flag_.empty(); }
+  void check(exec::Executor& x, const float* in, const float* res, std::size_t n, int P, int me) {
+    x.zero(flag_.data(), sizeof(std::uint64_t));
+    x.flag_non_finite(in, res, n, flag_.data(), static_cast<std::uint64_t>(P - me));
+  }
+  void post(Transport& t) { t.iallreduce(flag_.data(), 1, Elem::U64, Reduce::Max); }
+  // Once the run's operations completed: the executor's own failures, then the agreed flag
+  // (which wins, being the same on every rank).
+  void settle(exec::Executor& x, int P, double timeout_s) {
+    std::uint64_t v = 0;
+    bool failed = false;
+    Error local(ErrorCode::Internal, "");
+    try {
+      x.finish(timeout_s);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::Timeout || e.code() == ErrorCode::Cuda) throw;
+      failed = true;
+      local = e;
+    }
+    x.to_host(&v, flag_.data(), sizeof v);
+    if (v != 0) {
+      RunError e;
+      e.origin = P - static_cast<int>(v);
+      e.raise();
+    }
+    if (failed) throw local;
+  }
+
+ private:
+  exec::Work<std::uint64_t> flag_;
+};
+
 // The stage loop shared by the algorithms: report arrivals, and when every operation of the
 // current stage has completed, run the next stage (which posts the following operations).
 class Staged : public Algorithm {
  public:
-  explicit Staged(Transport& t) : t_(t), done_(static_cast<std::size_t>(4 * t.size() + 8)) {}
+  explicit Staged(Transport& t, exec::Executor& x = exec::host_executor())
+      : t_(t), x_(x), done_(static_cast<std::size_t>(4 * t.size() + 8)) {}
   void begin(const void* in, void* out, std::uint64_t step) override {
     in_ = in;
     out_ = out;
@@ -82,6 +123,8 @@ class Staged : public Algorithm {
   virtual void arrived(int /*op*/) {}
 
   Transport& t_;
+  exec::Executor& x_;
+  bool device_ = x_.on_device();
   std::vector<int> done_;
   const void* in_ = nullptr;
   void* out_ = nullptr;

@@ -12,7 +12,7 @@ namespace {
 
 class DenseAllreduce final : public Staged {
  public:
-  DenseAllreduce(Transport& t, const AlgoParams& p) : Staged(t), p_(p) {}
+  DenseAllreduce(Transport& t, const AlgoParams& p) : Staged(t, *p.x), p_(p) {}
 
  protected:
   bool advance() override {
@@ -23,8 +23,8 @@ class DenseAllreduce final : public Staged {
       if (is16 && p_.op == ReduceOp::Avg) {
         // Pre-divided by P, rounded once: no partial sum can overflow (docs/collectives.md).
         detail::predivide16(in_, out_, p_.count, p_.dtype, t_.size());
-      } else if (in_ != out_) {
-        std::memmove(out_, in_, p_.count * esz);
+      } else {
+        x_.copy(out_, in_, p_.count * esz);  // (16-bit avg is host-only: registry)
       }
       const Elem e = p_.dtype == DType::Float32   ? Elem::F32
                      : p_.dtype == DType::Float16 ? Elem::F16
@@ -33,7 +33,7 @@ class DenseAllreduce final : public Staged {
       return true;
     }
     if (p_.dtype == DType::Float32 && p_.op == ReduceOp::Avg)
-      scale(static_cast<float*>(out_), p_.count, t_.size());
+      x_.divide(static_cast<float*>(out_), p_.count, t_.size());
     return false;
   }
 

@@ -19,7 +19,7 @@ namespace {
 
 class ReduceScatter final : public Staged {
  public:
-  ReduceScatter(Transport& t, const AlgoParams& p) : Staged(t), p_(p), codec_(p.codec) {
+  ReduceScatter(Transport& t, const AlgoParams& p) : Staged(t, *p.x), p_(p), codec_(p.codec) {
     if (codec_.sparse()) {
       throw Error(ErrorCode::InvalidArgument,
                   "gradwire: reduce-scatter plans need a dense codec (none, fp16, bf16, q1-q8, "
@@ -34,16 +34,17 @@ class ReduceScatter final : public Staged {
     if (cap_ > 0x7fffffffu)
       throw Error(ErrorCode::Unsupported,
                   "gradwire: reduce-scatter: a block's message exceeds MPI's int count");
-    if (!raw_) send_.resize(cap_ * static_cast<std::size_t>(P));
-    recv_.resize(cap_ * static_cast<std::size_t>(P));
-    acc_.resize(p.count);
+    if (!raw_) send_ = exec::Work<std::byte>(x_, cap_ * static_cast<std::size_t>(P));
+    recv_ = exec::Work<std::byte>(x_, cap_ * static_cast<std::size_t>(P));
+    acc_ = exec::Work<float>(x_, p.count);
+    if (device_) flag_.init(x_);
     peer_.resize(done_.size());
     ready_.resize(static_cast<std::size_t>(P));
     if (p.error_feedback && !raw_) {
       // Over the whole input: the output depends on residuals only through their sum over
       // ranks, which is what the residual file keeps (docs/compressed-collectives.md).
-      res_.assign(p.count * static_cast<std::size_t>(P), 0.0f);
-      slots.push_back({res_.data(), 0, res_.size(), true});
+      res_ = exec::Work<float>(x_, p.count * static_cast<std::size_t>(P));
+      slots.push_back({res_.data(), 0, res_.size(), true, device_ ? &x_ : nullptr});
     }
   }
 
@@ -54,24 +55,24 @@ class ReduceScatter final : public Staged {
     if (stage_ == 0) {
       if (n == 0) return false;
       const float* x = static_cast<const float*>(in_);
+      if (device_) flag_.check(x_, x, res_.empty() ? nullptr : res_.data(), n * static_cast<std::size_t>(P), P, me_);
       if (!raw_) {
         Timed tm(encode_s);
         for (int j = 0; j < P; ++j) {
           if (j == me_) continue;
           const std::size_t at = static_cast<std::size_t>(j) * n;
-          codec_.encode(x + at, DType::Float32, n, at, p_.seed, step_,
-                        send_.data() + cap_ * static_cast<std::size_t>(j), cap_,
-                        res_.empty() ? nullptr : res_.data() + at);
+          x_.encode(codec_, x + at, DType::Float32, n, at, p_.seed, step_,
+                    send_.data() + cap_ * static_cast<std::size_t>(j), cap_,
+                    res_.empty() ? nullptr : res_.data() + at);
         }
       }
       // The own block needs no rounding: added exactly (with any residual a load gave it).
       const float* own = x + static_cast<std::size_t>(me_) * n;
-      if (res_.empty()) {
-        std::copy_n(own, n, acc_.data());
-      } else {
+      x_.copy(acc_.data(), own, n * sizeof(float));
+      if (!res_.empty()) {
         float* r = res_.data() + static_cast<std::size_t>(me_) * n;
-        for (std::size_t i = 0; i < n; ++i) acc_[i] = own[i] + r[i];
-        std::fill(r, r + n, 0.0f);
+        x_.add(acc_.data(), r, n);  // own + r, one rounding: as before the executor
+        x_.zero(r, n * sizeof(float));
       }
       std::fill(ready_.begin(), ready_.end(), 0);
       next_ = 1;
@@ -87,9 +88,14 @@ class ReduceScatter final : public Staged {
       t_.group_end();
       return true;
     }
+    if (stage_ == 1 && device_) {
+      flag_.post(t_);
+      return true;
+    }
+    if (device_) flag_.settle(x_, P, p_.timeout_s);
     // Every send has completed, so writing out_ cannot disturb one reading the input.
-    if (p_.op == ReduceOp::Avg) scale(acc_.data(), n, P);
-    std::copy_n(acc_.data(), n, static_cast<float*>(out_));
+    if (p_.op == ReduceOp::Avg) x_.divide(acc_.data(), n, P);
+    x_.copy(out_, acc_.data(), n * sizeof(float));
     return false;
   }
 
@@ -105,10 +111,9 @@ class ReduceScatter final : public Staged {
     Timed tm(decode_s);
     const std::byte* m = recv_.data() + cap_ * static_cast<std::size_t>(j);
     if (raw_) {
-      const float* v = reinterpret_cast<const float*>(m);
-      for (std::size_t i = 0; i < p_.count; ++i) acc_[i] += v[i];
+      x_.add(acc_.data(), reinterpret_cast<const float*>(m), p_.count);
     } else {
-      codec_.decode_add(m, cap_, acc_.data(), p_.count);
+      x_.decode_add(codec_, m, cap_, acc_.data(), p_.count);
     }
   }
 
@@ -118,8 +123,9 @@ class ReduceScatter final : public Staged {
   int me_ = 0, next_ = 1;  // next_: offset from me_ of the next block to add
   bool raw_ = false;
   std::size_t cap_ = 0;
-  std::vector<std::byte> send_, recv_;
-  std::vector<float> acc_, res_;
+  exec::Work<std::byte> send_, recv_;
+  exec::Work<float> acc_, res_;
+  AgreedFlag flag_;  // device executors
   std::vector<int> peer_;
   std::vector<char> ready_;
 };

@@ -15,7 +15,7 @@ namespace {
 
 class Sra final : public Staged {
  public:
-  Sra(Transport& t, const AlgoParams& p) : Staged(t), p_(p), codec_(p.codec) {
+  Sra(Transport& t, const AlgoParams& p) : Staged(t, *p.x), p_(p), codec_(p.codec) {
     if (codec_.sparse()) {
       throw Error(ErrorCode::InvalidArgument,
                   "gradwire: algorithm sra needs a dense codec, not '" + p.codec.to_string() + "'");
@@ -30,10 +30,11 @@ class Sra final : public Staged {
       cap_[r] = len(r) ? codec_.max_encoded_bytes(len(r)) : 0;
       moff_[r + 1] = moff_[r] + cap_[r];
     }
-    send_.resize(moff_[P]);
-    recv_.resize(cap_[me_] * static_cast<std::size_t>(P));
-    own2_.resize(cap_[me_]);
-    acc_.resize(len(me_));
+    send_ = exec::Work<std::byte>(x_, moff_[P]);
+    recv_ = exec::Work<std::byte>(x_, cap_[me_] * static_cast<std::size_t>(P));
+    own2_ = exec::Work<std::byte>(x_, cap_[me_]);
+    acc_ = exec::Work<float>(x_, len(me_));
+    if (device_) flag_.init(x_);
     peer_.resize(done_.size());
     // GRADWIRE_SRA_OVERLAP=1 (host transports): send each chunk as soon as it is encoded
     // (scatter_overlapped). Off by default: on the only machine it was measured on (2 cores,
@@ -41,10 +42,11 @@ class Sra final : public Staged {
     const char* ov = std::getenv("GRADWIRE_SRA_OVERLAP");
     overlap_ = t.stream() == nullptr && ov && std::string(ov) == "1";
     if (p.error_feedback) {
-      res1_.assign(p.count, 0.0f);
-      res2_.assign(len(me_), 0.0f);
-      slots.push_back({res1_.data(), 0, p.count, true});
-      slots.push_back({res2_.data(), off_[me_], len(me_), false});
+      res1_ = exec::Work<float>(x_, p.count);
+      res2_ = exec::Work<float>(x_, len(me_));
+      exec::Executor* where = device_ ? &x_ : nullptr;
+      slots.push_back({res1_.data(), 0, p.count, true, where});
+      slots.push_back({res2_.data(), off_[me_], len(me_), false, where});
     }
   }
 
@@ -59,18 +61,20 @@ class Sra final : public Staged {
       const float* in = static_cast<const float*>(in_);
       err_ = RunError{};
       if (overlap_) return scatter_overlapped(in);
+      if (device_) flag_.check(x_, in, p_.error_feedback ? res1_.data() : nullptr, p_.count, P, me_);
       {
         Timed tm(encode_s);
         // Every chunk, the own one too: each rank's input is rounded once, the same way.
         try {
           for (int j = 0; j < P; ++j) {
             if (!len(j)) continue;
-            codec_.encode(in + off_[j], DType::Float32, len(j), off_[j], p_.seed, step_,
-                          send_.data() + moff_[j], cap_[j],
-                          p_.error_feedback ? res1_.data() + off_[j] : nullptr);
+            x_.encode(codec_, in + off_[j], DType::Float32, len(j), off_[j], p_.seed, step_,
+                      send_.data() + moff_[j], cap_[j],
+                      p_.error_feedback ? res1_.data() + off_[j] : nullptr);
           }
         } catch (const Error& e) {
-          if (e.code() != ErrorCode::InvalidArgument) throw;  // not input-dependent
+          // Not input-dependent, or a device executor's (its messages are not host memory).
+          if (e.code() != ErrorCode::InvalidArgument || device_) throw;
           // Non-finite input: every chunk carries the error record instead (run_error.hpp).
           err_ = non_finite_at(me_, in, p_.error_feedback ? res1_.data() : nullptr, p_.count, 0);
           for (int j = 0; j < P; ++j)
@@ -90,16 +94,16 @@ class Sra final : public Staged {
       if (len(me_) && err_.set()) {
         write_run_error(err_, own2_.data());  // passed on to every rank
       } else if (len(me_)) {
-        if (p_.op == ReduceOp::Avg) scale(acc_.data(), len(me_), P);
+        if (p_.op == ReduceOp::Avg) x_.divide(acc_.data(), len(me_), P);
         {
           Timed tm(encode_s);
           // A second seed: the re-encode's random bits must not repeat the first rounding's.
-          codec_.encode(acc_.data(), DType::Float32, len(me_), off_[me_],
-                        p_.seed ^ 0x9e3779b97f4a7c15ull, step_, own2_.data(), cap_[me_],
-                        p_.error_feedback ? res2_.data() : nullptr);
+          x_.encode(codec_, acc_.data(), DType::Float32, len(me_), off_[me_],
+                    p_.seed ^ 0x9e3779b97f4a7c15ull, step_, own2_.data(), cap_[me_],
+                    p_.error_feedback ? res2_.data() : nullptr);
         }
         Timed tm(decode_s);
-        codec_.decode(own2_.data(), cap_[me_], out + off_[me_], DType::Float32, len(me_));
+        x_.decode(codec_, own2_.data(), cap_[me_], out + off_[me_], DType::Float32, len(me_));
       }
       for (int j = 0; j < P; ++j) {
         if (j != me_ && len(j))
@@ -112,6 +116,11 @@ class Sra final : public Staged {
       t_.group_end();
       return true;
     }
+    if (stage_ == 2 && device_) {
+      flag_.post(t_);
+      return true;
+    }
+    if (device_) flag_.settle(x_, P, p_.timeout_s);
     if (err_.set()) err_.raise();
     return false;
   }
@@ -119,10 +128,10 @@ class Sra final : public Staged {
   // Stage 0, once this rank's own chunk is encoded: it starts the accumulator, and the
   // peers' chunks of it are awaited.
   void own_chunk_and_receives() {
-    std::fill(acc_.begin(), acc_.end(), 0.0f);
+    x_.zero(acc_.data(), acc_.bytes());
     if (!err_.set()) {
       Timed tm(decode_s);
-      codec_.decode_add(send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
+      x_.decode_add(codec_, send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
     }
     for (int j = 0; j < t_.size(); ++j) {
       if (j == me_) continue;
@@ -175,16 +184,17 @@ class Sra final : public Staged {
     const std::byte* msg = stage_ == 0 ? recv_.data() + cap_[me_] * j : send_.data() + moff_[j];
     const std::size_t bytes = stage_ == 0 ? cap_[me_] : cap_[j];
     RunError theirs;
-    if (read_run_error(msg, bytes, &theirs)) return err_.merge(theirs);
+    // Device messages are not read on the host: their errors travel in the flag (AgreedFlag).
+    if (!device_ && read_run_error(msg, bytes, &theirs)) return err_.merge(theirs);
     if (err_.set()) return;  // the result is void anyway
     try {
       if (stage_ == 0) {
-        codec_.decode_add(msg, bytes, acc_.data(), len(me_));
+        x_.decode_add(codec_, msg, bytes, acc_.data(), len(me_));
       } else {
-        codec_.decode(msg, bytes, static_cast<float*>(out_) + off_[j], DType::Float32, len(j));
+        x_.decode(codec_, msg, bytes, static_cast<float*>(out_) + off_[j], DType::Float32, len(j));
       }
     } catch (const Error& e) {
-      if (e.code() != ErrorCode::WireFormat || stage_ != 0) throw;
+      if (e.code() != ErrorCode::WireFormat || stage_ != 0 || device_) throw;
       // Passed on in the allgather stage. (A malformed message there has no later stage to
       // carry the news: that rank alone fails.)
       err_.merge({me_, RunError::Malformed, static_cast<std::uint64_t>(j)});
@@ -196,8 +206,9 @@ class Sra final : public Staged {
   Codec codec_;
   int me_ = 0;
   std::vector<std::size_t> off_, cap_, moff_;
-  std::vector<std::byte> send_, recv_, own2_;
-  std::vector<float> acc_, res1_, res2_;
+  exec::Work<std::byte> send_, recv_, own2_;
+  exec::Work<float> acc_, res1_, res2_;
+  AgreedFlag flag_;  // device executors
   std::vector<int> peer_;
   RunError err_;
   bool overlap_ = false;

@@ -15,6 +15,7 @@
 
 #include "collectives/registry.hpp"
 #include "gradwire/error.hpp"
+#include "emulated_device.hpp"
 #include "loopback_transport.hpp"
 #include "mpi/plan_bounds.hpp"
 #include "mpi/plan_inputs.hpp"
@@ -44,15 +45,17 @@ std::string name_of(const Case& c) {
   return s;
 }
 
-// Every rank's outputs of one run, and the first error a rank threw.
+// Every rank's outputs of one run, the first error a rank threw, and every rank's.
 struct Outcome {
   std::vector<std::vector<float>> out;
   std::string error;
+  std::vector<std::string> errors;
 };
 
 // Runs `steps` steps of the entry on P threads. Hier: nodes of two ranks (2k, 2k+1).
+// emulated: every rank's algorithm on its own EmulatedDevice executor (the device paths).
 Outcome run(const Case& k, int P, std::size_t n, const std::vector<std::vector<float>>& in,
-            int steps = 1) {
+            int steps = 1, bool emulated = false) {
   const coll::AlgorithmEntry* e = coll::find_algorithm(k.collective, k.algorithm);
   if (!e) throw std::logic_error(std::string("no registry entry ") + k.algorithm);
   coll::AlgoParams p;
@@ -72,13 +75,17 @@ Outcome run(const Case& k, int P, std::size_t n, const std::vector<std::vector<f
   struct Rank {
     std::unique_ptr<gwloop::LoopbackTransport> t, local, lead;
     std::unique_ptr<coll::Algorithm> algo;
+    gwloop::EmulatedDevice x;
+    coll::AlgoParams p;
   };
   std::vector<Rank> ranks(static_cast<std::size_t>(P));
   const std::vector<gradwire::MatrixShape> shapes{{16, 12}};
   for (int r = 0; r < P; ++r) {
     Rank& R = ranks[static_cast<std::size_t>(r)];
     R.t = std::make_unique<gwloop::LoopbackTransport>(world, r);
-    coll::Build b{*R.t, p};
+    R.p = p;
+    if (emulated) R.p.x = &R.x;
+    coll::Build b{*R.t, R.p};
     b.powersgd_rank = 2;
     b.shapes = &shapes;
     if (e->node_comms) {
@@ -115,6 +122,7 @@ Outcome run(const Case& k, int P, std::size_t n, const std::vector<std::vector<f
   for (auto& t : th) t.join();
   for (const std::string& s : errors)
     if (!s.empty() && o.error.empty()) o.error = s;
+  o.errors = errors;
   return o;
 }
 
@@ -315,6 +323,76 @@ TEST(LoopbackPowerSgd, LowRankMatrixComesBackAtEveryRankCount) {
     for (int r = 0; r < P; ++r)
       for (std::size_t i = 0; i < n; ++i) bad.check(i, o.out[static_cast<std::size_t>(r)][i], S[i], 1e-5 * scale * P);
     EXPECT_EQ(bad.count, 0u) << bad.first;
+  }
+}
+
+// The device paths (fixed-size messages, the agreed flag, errors thrown at finish()) on an
+// executor that emulates a device: the same bits as the host paths where the algorithm is
+// deterministic, the same bound otherwise, and the same error on every rank for a NaN.
+TEST(LoopbackDevice, DevicePathsGiveTheHostResults) {
+  const std::size_t n = 1003;
+  const Case cases[] = {{C::Allreduce, "dense", "none"},
+                        {C::Allreduce, "sra", "q8"},
+                        {C::Allreduce, "sra", "q4", ReduceOp::Avg},
+                        {C::Allgather, "compressed-allgather", "q8"},
+                        {C::ReduceScatter, "compressed-reduce-scatter", "q4"},
+                        {C::ReduceScatter, "compressed-reduce-scatter", "q8", ReduceOp::Avg}};
+  for (const Case& k : cases) {
+    for (int P = 1; P <= 8; ++P) {
+      SCOPED_TRACE(name_of(k) + ", P = " + std::to_string(P));
+      const std::size_t in_n = k.collective == C::ReduceScatter ? n * static_cast<std::size_t>(P) : n;
+      const auto x = inputs(P, in_n);
+      const Outcome host = run(k, P, n, x, 2);
+      const Outcome dev = run(k, P, n, x, 2, true);
+      ASSERT_EQ(host.error, "");
+      ASSERT_EQ(dev.error, "");
+      std::size_t differ = 0;
+      for (int r = 0; r < P; ++r) differ += bit_differences(dev.out[static_cast<std::size_t>(r)], dev.out[0].size() == host.out[static_cast<std::size_t>(r)].size() ? host.out[static_cast<std::size_t>(r)] : host.out[0]);
+      // SRA adds peers' chunks in arrival order: bit-equal to the host run with one peer at
+      // most; beyond, ranks agree with each other and the bound holds (checked above).
+      if (std::string(k.algorithm) != "sra" || P <= 2) {
+        EXPECT_EQ(differ, 0u) << "elements whose bits differ from the host executor's run";
+      } else {
+        std::size_t between = 0;
+        for (int r = 1; r < P; ++r) between += bit_differences(dev.out[static_cast<std::size_t>(r)], dev.out[0]);
+        EXPECT_EQ(between, 0u);
+        const Codec codec(gradwire::parse_codec(k.codec));
+        std::vector<gwplan::Vec> c, zero;
+        gwplan::Vec S(n, 0);
+        for (const auto& v : x) {
+          c.emplace_back(v.begin(), v.end());
+          zero.emplace_back(n, 0.0);
+          for (std::size_t i = 0; i < n; ++i) S[i] += v[i];
+        }
+        // Step 2 of an error-feedback-free run: the bound of one run.
+        const bool avg = k.op == ReduceOp::Avg;
+        const gwplan::Vec B = gwplan::sra_bound(codec, c, zero, avg ? P : 1);
+        gwplan::Mismatch bad;
+        for (std::size_t i = 0; i < n; ++i) bad.check(i, dev.out[0][i], avg ? S[i] / P : S[i], B[i]);
+        EXPECT_EQ(bad.count, 0u) << bad.first;
+      }
+    }
+  }
+}
+
+TEST(LoopbackDevice, NonFiniteOnOneRankFailsEveryRankAlike) {
+  const std::size_t n = 1003;
+  const int P = 3;
+  const Case cases[] = {{C::Allreduce, "sra", "q8"},
+                        {C::Allgather, "compressed-allgather", "q8"},
+                        {C::ReduceScatter, "compressed-reduce-scatter", "q4"}};
+  for (const Case& k : cases) {
+    SCOPED_TRACE(name_of(k));
+    const std::size_t in_n = k.collective == C::ReduceScatter ? n * P : n;
+    auto x = inputs(P, in_n);
+    x[1][500] = NAN;
+    const Outcome bad = run(k, P, n, x, 1, true);
+    for (int r = 0; r < P; ++r) {
+      EXPECT_NE(bad.errors[static_cast<std::size_t>(r)].find("rank 1"), std::string::npos)
+          << "rank " << r << ": " << bad.errors[static_cast<std::size_t>(r)];
+      EXPECT_EQ(bad.errors[static_cast<std::size_t>(r)], bad.errors[0]);
+      EXPECT_NE(bad.errors[0].find("non-finite"), std::string::npos) << bad.errors[0];
+    }
   }
 }
 
