@@ -11,6 +11,9 @@ set(_gw_targets gradwire_codec)
 if(GRADWIRE_HAVE_MPI)
   list(APPEND _gw_targets gradwire)
 endif()
+if(GRADWIRE_HAVE_CUDA)
+  list(APPEND _gw_targets gradwire_codec_cuda)  # libgradwire's device plans run its kernels
+endif()
 # $ORIGIN: libgradwire finds libgradwire_codec next to itself wherever the prefix moves,
 # even when the executable's RUNPATH (which does not apply to transitive deps) misses it.
 set_target_properties(${_gw_targets} PROPERTIES INSTALL_RPATH "$ORIGIN")

@@ -21,6 +21,7 @@
 #include "collectives/algorithms.hpp"
 #include "collectives/cost_probe.hpp"
 #include "collectives/dgc.hpp"
+#include "collectives/device_path.hpp"
 #include "collectives/registry.hpp"
 #include "collectives/residual_file.hpp"
 #include "collectives/staging.hpp"
@@ -94,7 +95,12 @@ struct Plan::Impl {
   CallInfo call;
   std::string call_name;
   MPI_Comm comm = MPI_COMM_NULL, local = MPI_COMM_NULL, leaders = MPI_COMM_NULL;
-  std::unique_ptr<detail::MpiTransport> t, tlocal, tleaders;
+  std::unique_ptr<coll::Transport> t;  // MPI (host, staged whole), or a device plan's
+  std::unique_ptr<detail::MpiTransport> tlocal, tleaders;
+  // Device plans on the GPU (registry: device_native): the CUDA executor, the transport's
+  // stream. Declared before algo, so destroyed after it (the workspace is the executor's).
+  std::unique_ptr<detail::DevicePath> devpath;
+  bool native = false;
   std::unique_ptr<coll::Dgc> dgc;  // DGC options' state (velocity); algo may point to it
   std::unique_ptr<coll::Algorithm> algo;
   PlanStats stats;
@@ -127,6 +133,7 @@ struct Plan::Impl {
       flight->plan = nullptr;
       (void)algo.release();
       (void)t.release();
+      (void)devpath.release();
       (void)tlocal.release();
       (void)tleaders.release();
       return;
@@ -146,7 +153,15 @@ struct Plan::Impl {
   [[noreturn]] void fail(ErrorCode code, const std::string& cause) const { c->fail(code, call, cause); }
 
   void prepare_device();
+  bool predict_native() const;
   void run_device(const void* send, void* recv, void* stream, bool wait_result);
+  void check_device_pointers(const void* send, void* recv) {
+    if (cfg.count > 0 && (!detail::is_device_pointer(send) || !detail::is_device_pointer(recv)))
+      fail(ErrorCode::InvalidArgument,
+           std::string("device-memory plan: ") +
+               (!detail::is_device_pointer(send) ? "send" : "recv") +
+               " is not device memory (use a Memory::Host plan for host buffers)");
+  }
   void agree();
   void check_config();
   std::string arg_error;  // why this rank rejects the configuration (agreed on in agree())
@@ -274,8 +289,29 @@ void Plan::Impl::prepare_device() {
                                     ? in_bytes * static_cast<std::size_t>(c->size)
                                     : in_bytes;
   if (cfg.collective == PlanCollective::ReduceScatter) in_bytes *= static_cast<std::size_t>(c->size);
+  // An algorithm that runs on the GPU needs no whole-buffer staging (choose() confirms it: a
+  // predicted native choice stays native, whatever the cost model picks).
+  if (GRADWIRE_HAVE_CUDA && predict_native()) return;
   device_error = staging.prepare(in_bytes, out_bytes,
                                  cfg.collective == PlanCollective::Allreduce, c->rank);
+}
+
+// Whether the algorithm choose() will make runs on a device executor, from the configuration
+// alone (before agreement: a configuration choose() rejects predicts false).
+bool Plan::Impl::predict_native() const {
+  try {
+    const CodecSpec s = parse_codec(cfg.codec);
+    const coll::Selection sel{cfg.collective, cfg.dtype, cfg.op, s, cfg.memory};
+    const bool multi_node = c->node_count > 1 && c->node_count < c->size;
+    const std::string name =
+        cfg.algorithm == "auto" ? coll::static_choice(sel, multi_node) : cfg.algorithm;
+    const coll::AlgorithmEntry* e = coll::find_algorithm(cfg.collective, name);
+    const coll::DgcOptions dopt{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
+                                cfg.warmup_steps, cfg.warmup_density};
+    return e && e->device_native && e->device_native(sel) && !dopt.any();  // DGC: host state
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 // The algorithm, from the agreed configuration and the (global) node layout: every rank
@@ -308,9 +344,13 @@ void Plan::Impl::choose() {
   }
   stats.algorithm = name;
   const bool device = cfg.memory == Memory::Device;
-  stats.transport = device ? "mpi+staged-pinned" : "mpi";
+  const coll::DgcOptions dgc_options{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
+                                     cfg.warmup_steps, cfg.warmup_density};
+  // DGC keeps its velocity on the host: such plans stage the whole buffer.
+  native = device && entry->device_native && entry->device_native(sel) && !dgc_options.any();
+  stats.transport = device ? "mpi+staged-pinned" : "mpi";  // native: the agreed one, below
+  stats.executor = native ? "cuda" : "host";
 #if GRADWIRE_HAVE_CUDA && defined(MPIX_CUDA_AWARE_SUPPORT)
-  // Reported only: staging is the one device path, whatever MPI says.
 #if MPIX_CUDA_AWARE_SUPPORT
   if (device) stats.cuda_aware_mpi = MPIX_Query_cuda_support() == 1 ? 1 : 0;
 #else
@@ -318,7 +358,7 @@ void Plan::Impl::choose() {
 #endif
 #endif
   call_name = "plan " + std::string(coll::collective_name(cfg.collective)) + " " + name + " " +
-              spec.to_string() + (device ? " (device, staged)" : "");
+              spec.to_string() + (!device ? "" : native ? " (device)" : " (device, staged)");
   call.collective = call_name.c_str();
 
   coll::AlgoParams p;
@@ -328,6 +368,7 @@ void Plan::Impl::choose() {
   p.codec = spec;
   p.error_feedback = cfg.error_feedback && (!none || name == "powersgd");
   p.seed = cfg.seed;
+  p.timeout_s = c->timeout_s;
   const coll::DgcOptions dopt{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
                               cfg.warmup_steps, cfg.warmup_density};
   if (dopt.any()) {
@@ -360,7 +401,14 @@ void Plan::Impl::choose() {
     return out;
   };
   comm = bounded_dup(c->comm);
-  t = std::make_unique<detail::MpiTransport>(comm, ops, *c, call);
+  if (native) {
+    devpath = detail::make_device_path(*c, call, comm, ops);  // collective, agreed
+    t = std::move(devpath->owned);
+    p.x = devpath->x.get();
+    stats.transport = devpath->transport;
+  } else {
+    t = std::make_unique<detail::MpiTransport>(comm, ops, *c, call);
+  }
   coll::Build build{*t, p};
   build.powersgd_rank = cfg.powersgd_rank;
   build.shapes = &cfg.shapes;
@@ -412,6 +460,7 @@ void Plan::Impl::check_run(const void* send, void* recv) {
 void Plan::Impl::begin(const void* send, void* recv) {
   t0 = now_s();
   t->sent_bytes = 0;
+  if (devpath) devpath->zero_counters();
   if (tlocal) tlocal->sent_bytes = 0;
   if (tleaders) tleaders->sent_bytes = 0;
   in_flight = true;
@@ -454,7 +503,8 @@ bool Plan::Impl::poll() {
   stats.logical_bytes = cfg.count * dtype_size(cfg.dtype);
   stats.wire_bytes = t->sent_bytes + (tlocal ? tlocal->sent_bytes : 0) +
                      (tleaders ? tleaders->sent_bytes : 0);
-  stats.encode_s = algo->encode_s;
+  if (devpath) stats.pcie_bytes = devpath->pcie_bytes();
+  stats.encode_s = algo->encode_s;  // device executors: the time to enqueue the kernels
   stats.decode_s = algo->decode_s;
   stats.total_s = now_s() - t0;
   stats.transfer_s = std::max(0.0, stats.total_s - stats.encode_s - stats.decode_s);
@@ -522,6 +572,13 @@ void Plan::Impl::drop_non_finite_residual() noexcept {
   // non-finite residual element is reset to 0 (the step that produced it already carried the
   // non-finite value in its own result).
   for (auto& sl : algo->slots) {
+    if (sl.x) {  // device memory: a kernel on the run's stream
+      try {
+        sl.x->zero_non_finite(sl.data, sl.length);
+      } catch (...) {
+      }
+      continue;
+    }
     bool bad = false;
     for (std::size_t i = 0; i < sl.length; ++i) bad |= !std::isfinite(sl.data[i]);
     if (!bad) continue;
@@ -545,12 +602,16 @@ void Plan::run(const void* send, void* recv) {
 
 Request Plan::start(const void* send, void* recv) {
   Impl& p = *impl_;
-  if (p.cfg.memory == Memory::Device) {
+  if (p.cfg.memory == Memory::Device && !p.native) {
     p.fail(ErrorCode::Unsupported,
-           "start: non-blocking requests are not implemented for device-memory plans; use "
-           "run_on_stream (or run)");
+           "start: non-blocking requests are not implemented for device-memory plans staged "
+           "through host memory; use run_on_stream (or run)");
   }
   p.check_run(send, recv);
+  if (p.native) {
+    p.check_device_pointers(send, recv);
+    p.devpath->set_stream(nullptr);  // the default stream
+  }
   p.check_agreement();
   p.begin(send, recv);
   auto st = std::make_unique<Request::State>();
@@ -578,11 +639,18 @@ void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wai
   if (!GRADWIRE_HAVE_CUDA)
     fail(ErrorCode::Unsupported, "device-memory plan: gradwire was built without CUDA");
   check_run(send, recv);
-  if (cfg.count > 0 && (!detail::is_device_pointer(send) || !detail::is_device_pointer(recv)))
-    fail(ErrorCode::InvalidArgument,
-         std::string("device-memory plan: ") +
-             (!detail::is_device_pointer(send) ? "send" : "recv") +
-             " is not device memory (use a Memory::Host plan for host buffers)");
+  check_device_pointers(send, recv);
+  if (native) {
+    // On the GPU: kernels and transfers on the caller's stream; the run completes when the
+    // stream has done them (the executor's finish), without a device-wide sync.
+    devpath->set_stream(stream);
+    check_agreement();
+    begin(send, recv);
+    wait_blocking(c->policy);
+    return;
+  }
+  if (!staging.in() && staging.in_bytes() > 0)
+    fail(ErrorCode::Internal, "device-memory plan: staging was not prepared");
   const double ts = now_s();
   double staged = 0;
   try {
@@ -602,6 +670,7 @@ void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wai
     throw;
   }
   const double t_end = now_s();
+  stats.pcie_bytes = staging.in_bytes() + staging.out_bytes();
   stats.stage_s = staged + (t_end - t_back);
   stats.total_s = t_end - ts;
 }
@@ -613,7 +682,14 @@ std::uint64_t Plan::step() const { return impl_->step; }
 void Plan::reset_residual() {
   Impl& p = *impl_;
   if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "reset_residual while a run is in flight");
-  for (auto& s : p.algo->slots) std::fill(s.data, s.data + s.length, 0.0f);
+  for (auto& s : p.algo->slots) {
+    if (s.x) {
+      s.x->zero(s.data, s.length * sizeof(float));
+      s.x->finish(p.c->timeout_s);
+    } else {
+      std::fill(s.data, s.data + s.length, 0.0f);
+    }
+  }
   if (p.dgc) p.dgc->reset();
 }
 
@@ -709,8 +785,16 @@ void Plan::carry_residual(const Plan& from) {
 }
 
 void Plan::Impl::add_residual(std::vector<double>& sum) const {
-  for (const auto& s : algo->slots)
-    for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += s.data[i];
+  std::vector<float> host;
+  for (const auto& s : algo->slots) {
+    const float* d = s.data;
+    if (s.x) {  // device memory: read through the executor (not a hot path)
+      host.resize(s.length);
+      s.x->to_host(host.data(), s.data, s.length * sizeof(float));
+      d = host.data();
+    }
+    for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += d[i];
+  }
 }
 
 void Plan::Impl::set_residual(const std::vector<double>& sum, int holders) {
@@ -720,9 +804,13 @@ void Plan::Impl::set_residual(const std::vector<double>& sum, int holders) {
   // holder.
   const double share =
       p.cfg.collective != PlanCollective::Allgather && holders > 0 ? 1.0 / holders : 1.0;
+  std::vector<float> host;
   for (auto& s : p.algo->slots) {
+    host.resize(s.length);
+    float* d = s.x ? host.data() : s.data;
     for (std::size_t i = 0; i < s.length; ++i)
-      s.data[i] = s.primary ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;
+      d[i] = s.primary ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;
+    if (s.x) s.x->from_host(s.data, host.data(), s.length * sizeof(float));
   }
 }
 

@@ -80,21 +80,25 @@ std::unique_ptr<Algorithm> make_cag_b(const Build& b) {
 }
 std::unique_ptr<Algorithm> make_rs_b(const Build& b) { return make_reduce_scatter(b.t, b.p); }
 
+// On a device executor: float32 and a dense codec (fixed-size messages, CUDA kernels).
+bool native_dense_f32(const Selection& s) { return !is16(s) && !s.codec.sparse(); }
+
 }  // namespace
 
 const std::vector<AlgorithmEntry>& algorithms() {
   using C = PlanCollective;
   static const std::vector<AlgorithmEntry> table = {
-      {"dense", C::Allreduce, true, false, dense_supports, make_dense_b},
-      {"sra", C::Allreduce, true, false, f32_supports, make_sra_b},
+      {"dense", C::Allreduce, true, false, dense_supports, make_dense_b, native_dense_f32},
+      {"sra", C::Allreduce, true, false, f32_supports, make_sra_b, native_dense_f32},
       {"shared-grid", C::Allreduce, true, false, f32_supports, make_grid_b},
       {"sparse-allgather", C::Allreduce, true, false, f32_supports, make_sparse_b},
       {"hier", C::Allreduce, true, true, f32_supports, make_hier_b},
       {"powersgd", C::Allreduce, true, false, powersgd_supports, make_powersgd_b},
       {"dense", C::Allgather, true, false, dense_nocodec, make_dag_b},
-      {"compressed-allgather", C::Allgather, false, false, any, make_cag_b},
-      {"dense", C::ReduceScatter, true, false, rs_dense_supports, make_rs_b},
-      {"compressed-reduce-scatter", C::ReduceScatter, false, false, rs_supports, make_rs_b},
+      {"compressed-allgather", C::Allgather, false, false, any, make_cag_b, native_dense_f32},
+      {"dense", C::ReduceScatter, true, false, rs_dense_supports, make_rs_b, native_dense_f32},
+      {"compressed-reduce-scatter", C::ReduceScatter, false, false, rs_supports, make_rs_b,
+       native_dense_f32},
   };
   return table;
 }

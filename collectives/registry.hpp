@@ -50,6 +50,10 @@ struct AlgorithmEntry {
   bool node_comms;                  // needs the node and leaders communicators (hier)
   Refusal (*supports)(const Selection&);
   std::unique_ptr<Algorithm> (*make)(const Build&);
+  // Whether it runs on a device executor for this selection (device plans then keep their
+  // data on the GPU and move only messages; the others stage the whole buffer through host
+  // memory and run on the host). Null: never.
+  bool (*device_native)(const Selection&) = nullptr;
 };
 
 const std::vector<AlgorithmEntry>& algorithms();

@@ -61,7 +61,12 @@ class AgreedFlag {
     x.zero(flag_.data(), sizeof(std::uint64_t));
     x.flag_non_finite(in, res, n, flag_.data(), static_cast<std::uint64_t>(P - me));
   }
-  void post(Transport& t) { t.iallreduce(flag_.data(), 1, Elem::U64, Reduce::Max); }
+  // Not payload: the 8 bytes are left out of sent_bytes, so wire_bytes compare with host runs.
+  void post(Transport& t) {
+    const std::uint64_t payload = t.sent_bytes;
+    t.iallreduce(flag_.data(), 1, Elem::U64, Reduce::Max);
+    t.sent_bytes = payload;
+  }
   // Once the run's operations completed: the executor's own failures, then the agreed flag
   // (which wins, being the same on every rank).
   void settle(exec::Executor& x, int P, double timeout_s) {

@@ -35,6 +35,8 @@ class DeviceBackend {
   // this backend's ranks, bounded by `timeout_s`. Never throws: null and `error` on failure.
   virtual std::unique_ptr<DeviceBackend> split(Communicator::Impl& child, int color, int key,
                                                double timeout_s, std::string& error) noexcept = 0;
+  // The ncclComm_t (device plans' NCCL transport: src/transport/nccl_p2p.hpp); null if none.
+  virtual void* nccl_comm() const noexcept { return nullptr; }
 };
 
 // Why one step of the device setup failed on this rank (empty cause: it did not).

@@ -34,6 +34,7 @@ class Sra final : public Staged {
     recv_ = exec::Work<std::byte>(x_, cap_[me_] * static_cast<std::size_t>(P));
     own2_ = exec::Work<std::byte>(x_, cap_[me_]);
     acc_ = exec::Work<float>(x_, len(me_));
+    ready_.assign(static_cast<std::size_t>(P), 0);
     if (device_) flag_.init(x_);
     peer_.resize(done_.size());
     // GRADWIRE_SRA_OVERLAP=1 (host transports): send each chunk as soon as it is encoded
@@ -128,6 +129,8 @@ class Sra final : public Staged {
   // Stage 0, once this rank's own chunk is encoded: it starts the accumulator, and the
   // peers' chunks of it are awaited.
   void own_chunk_and_receives() {
+    std::fill(ready_.begin(), ready_.end(), 0);
+    next_ = 1;
     x_.zero(acc_.data(), acc_.bytes());
     if (!err_.set()) {
       Timed tm(decode_s);
@@ -177,9 +180,19 @@ class Sra final : public Staged {
     return true;
   }
 
+  // Scatter: the chunks are added in a fixed order, me+1, me+2, ... mod P, each as soon as it
+  // and its predecessors have arrived (as reduce-scatter does), so a run's bits do not depend
+  // on timing: the same on every run, on the loopback tier, and on a device executor.
   void arrived(int op) override {
     const int j = peer_[static_cast<std::size_t>(op)];
     if (j < 0) return;  // a send
+    if (stage_ != 0) return take(j);
+    const int P = t_.size();
+    ready_[static_cast<std::size_t>(j)] = 1;
+    while (next_ < P && ready_[static_cast<std::size_t>((me_ + next_) % P)]) take((me_ + next_++) % P);
+  }
+
+  void take(int j) {
     Timed tm(decode_s);
     const std::byte* msg = stage_ == 0 ? recv_.data() + cap_[me_] * j : send_.data() + moff_[j];
     const std::size_t bytes = stage_ == 0 ? cap_[me_] : cap_[j];
@@ -210,6 +223,8 @@ class Sra final : public Staged {
   exec::Work<float> acc_, res1_, res2_;
   AgreedFlag flag_;  // device executors
   std::vector<int> peer_;
+  std::vector<char> ready_;  // scatter: chunks arrived; next_: offset of the next to add
+  int next_ = 1;
   RunError err_;
   bool overlap_ = false;
 };

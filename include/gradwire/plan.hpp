@@ -71,12 +71,15 @@ struct PlanStats {
   std::size_t wire_bytes = 0;       // bytes this rank sent
   double encode_s = 0, transfer_s = 0, decode_s = 0, total_s = 0;
   // How the data reached the network, fixed at construction: "mpi" (host buffers handed to
-  // MPI) or "mpi+staged-pinned" (device plans: device buffers copied through pinned host
-  // buffers the plan owns, then the host algorithm; bit-identical to a host plan).
+  // MPI); device plans (docs/compressed-collectives.md, "Device memory"): "nccl" (every rank
+  // has its own GPU: grouped ncclSend/ncclRecv), "mpi-cuda-aware" (device pointers to a
+  // CUDA-aware MPI), "mpi+staged-compressed" (only the compressed messages through pinned
+  // host memory), or, for algorithms without a device path, "mpi+staged-pinned" (the whole
+  // buffer through pinned host memory, then the host algorithm).
   std::string transport;
   // Device plans: what MPI says of CUDA-awareness (Open MPI's MPIX_Query_cuda_support):
-  // 1 device pointers accepted, 0 not, -1 unknown or not queried (host plans). Staging is used
-  // either way; this is reported, not acted on.
+  // 1 device pointers accepted, 0 not, -1 unknown or not queried (host plans). Every rank's
+  // 1 picks "mpi-cuda-aware" where NCCL cannot be used.
   int cuda_aware_mpi = -1;
   double stage_s = 0;  // device plans: copies between device and pinned buffers and waits for
                        // them (part of total_s; run_on_stream does not wait for the copy back)
@@ -87,6 +90,12 @@ struct PlanStats {
   double predicted_dense_s = 0;       // of the engine's dense allreduce
   double predicted_compressed_s = 0;  // of the compressed algorithm (sra, sparse-allgather)
   std::string cost_source;            // "link:<src> codec:<src>", src = probe|memory|cache-file
+  // Where the codec ran, fixed at construction: "host" (host plans, and device plans staged
+  // whole through host memory) or "cuda" (device plans on the GPU: the kernels on a stream).
+  std::string executor;
+  // Device plans: bytes copied between device and host memory in the last run (whole-buffer
+  // staging: the buffer down and the result up; "mpi+staged-compressed": only messages).
+  std::size_t pcie_bytes = 0;
 };
 
 class Plan {
@@ -106,12 +115,16 @@ class Plan {
   // count * size, rank r's block at r * count. Reduce-scatter plans: send holds count * size
   // elements (block j at j * count), recv count (may lie inside send).
   //
-  // Memory::Device plans (CUDA builds): run_on_stream copies send to the plan's pinned buffer
-  // on cuda_stream (a cudaStream_t; null: the default stream), waits for the stream (bounded by
-  // the communicator's timeout), runs the host algorithm and enqueues the copy of the result
-  // to recv on the stream, then returns: work enqueued later on that stream sees the result.
+  // Memory::Device plans staged whole (stats().executor == "host"): run_on_stream copies send
+  // to the plan's pinned buffer on cuda_stream (a cudaStream_t; null: the default stream),
+  // waits for the stream (bounded by the communicator's timeout), runs the host algorithm and
+  // enqueues the copy of the result to recv on the stream, then returns: work enqueued later
+  // on that stream sees the result.
   // run() on a device plan is run_on_stream on the default stream and waits for the result.
-  // start() is not implemented for device plans (Unsupported).
+  // Device plans on the GPU (stats().executor == "cuda") enqueue their kernels and transfers
+  // on cuda_stream and return once the stream has completed them (no device-wide sync);
+  // start() on such a plan runs on the default stream. start() on a staged device plan is
+  // Unsupported.
   void run(const void* send, void* recv);
   Request start(const void* send, void* recv);  // non-blocking; wait() on the request
   void run_on_stream(const void* send, void* recv, void* cuda_stream);  // device buffers

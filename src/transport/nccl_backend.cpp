@@ -46,6 +46,7 @@ ncclRedOp_t nccl_op(ReduceOp op) {
 class NcclBackend final : public DeviceBackend {
  public:
   NcclBackend(Communicator::Impl& c, int device) : c_(c), device_(device) {}
+  void* nccl_comm() const noexcept override { return comm_; }
 
   ~NcclBackend() override {
     shut_down();

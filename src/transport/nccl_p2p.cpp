@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <chrono>
 #include <string>
 
 namespace gradwire::detail {
@@ -38,6 +39,17 @@ NcclTransport::~NcclTransport() {
 }
 
 int NcclTransport::enqueued(int rc, const char* what) {
+  if (rc == ncclInProgress) {
+    // Non-blocking communicator: wait (bounded) until the call has left ncclInProgress.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(c_.timeout_s);
+    ncclResult_t state = ncclInProgress;
+    while (state == ncclInProgress) {
+      if (ncclCommGetAsyncError(static_cast<ncclComm_t>(comm_), &state) != ncclSuccess) break;
+      if (state == ncclInProgress && std::chrono::steady_clock::now() > deadline)
+        c_.fail(ErrorCode::Timeout, call_, std::string(what) + " still in progress at the deadline");
+    }
+    rc = state;
+  }
   if (rc != ncclSuccess) {
     c_.fail(ErrorCode::Nccl, call_,
             std::string(what) + " failed: " + ncclGetErrorString(static_cast<ncclResult_t>(rc)));

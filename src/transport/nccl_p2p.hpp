@@ -1,7 +1,9 @@
 // The algorithms' transport over NCCL for device buffers (NCCL builds only): ncclSend/ncclRecv
-// inside ncclGroupStart/End on the plan's stream. Completion is a CUDA event recorded after
-// each group. Status: compiled in CI, not yet wired into Plan (device plans are rejected as
-// Unsupported) and never run here, as no GPU is present (docs/compressed-collectives.md).
+// inside ncclGroupStart/End on the run's stream. Completion is a CUDA event recorded after
+// each group. Device plans use it when every rank has its own GPU (collectives/
+// device_path.hpp). The NCCL communicator is non-blocking (src/device_setup.cpp): a call that
+// answers ncclInProgress is polled to completion, bounded by the communicator's timeout,
+// before the next NCCL call. Compiled in CI; run only on a GPU (scripts/gpu_check.sh).
 #pragma once
 
 #include <vector>
@@ -33,6 +35,7 @@ class NcclTransport final : public coll::Transport {
   int test_some(int* done) override;
   void reset() override;
   void* stream() const noexcept override { return stream_; }
+  void set_stream(void* s) noexcept { stream_ = s; }  // the next run's (a cudaStream_t)
 
  private:
   int enqueued(int rc, const char* what);

@@ -10,6 +10,8 @@
 
 #include <gradwire/codec.hpp>
 
+#include "collectives/staged.hpp"  // chunk_offsets: SRA's documented chunking
+
 namespace gwref {
 
 // Compressed allgather, block r: decode(encode(x_r)) at global offset r * n.
@@ -64,6 +66,38 @@ inline std::vector<float> sparse_sum(const gradwire::Codec& c,
     const std::size_t bytes = c.encode(v.data(), gradwire::DType::Float32, n, 0, seed, step,
                                        msg.data(), msg.size(), nullptr);
     c.decode_add(msg.data(), bytes, out.data(), n);
+  }
+  return out;
+}
+
+// SRA without error feedback: chunk o (bucket-aligned, collectives/staged.hpp) is the sum of
+// every rank's decoded chunk, the owner's first, then o+1, o+2, ... mod P; avg divides by P;
+// the owner re-encodes it with the second seed and every rank decodes that message.
+inline std::vector<float> sra_allreduce(const gradwire::Codec& c,
+                                        const std::vector<std::vector<float>>& x,
+                                        std::uint64_t seed, std::uint64_t step, bool avg) {
+  const int P = static_cast<int>(x.size());
+  const std::size_t n = x.empty() ? 0 : x[0].size();
+  const std::size_t unit = c.bucket_size() ? c.bucket_size() : 1;
+  const std::vector<std::size_t> off = gradwire::coll::chunk_offsets(n, unit, P);
+  std::vector<float> out(n, 0.0f);
+  for (int o = 0; o < P; ++o) {
+    const std::size_t at = off[static_cast<std::size_t>(o)];
+    const std::size_t len = off[static_cast<std::size_t>(o) + 1] - at;
+    if (!len) continue;
+    std::vector<std::byte> msg(c.max_encoded_bytes(len));
+    std::vector<float> acc(len, 0.0f);
+    for (int k = 0; k < P; ++k) {
+      const std::vector<float>& xj = x[static_cast<std::size_t>((o + k) % P)];
+      c.encode(xj.data() + at, gradwire::DType::Float32, len, at, seed, step, msg.data(),
+               msg.size(), nullptr);
+      c.decode_add(msg.data(), msg.size(), acc.data(), len);
+    }
+    if (avg)
+      for (float& v : acc) v /= static_cast<float>(P);
+    c.encode(acc.data(), gradwire::DType::Float32, len, at, seed ^ 0x9e3779b97f4a7c15ull, step,
+             msg.data(), msg.size(), nullptr);
+    c.decode(msg.data(), msg.size(), out.data() + at, gradwire::DType::Float32, len);
   }
   return out;
 }

@@ -27,7 +27,7 @@ std::size_t differ(const float* a, const std::vector<float>& b) {
   return d;
 }
 
-TEST(PlanReference, ReduceScatterAllgatherSparseMatchTheSerialReference) {
+TEST(PlanReference, SraReduceScatterAllgatherSparseMatchTheSerialReference) {
   gradwire::Communicator comm(MPI_COMM_WORLD);
   const int P = comm.size(), me = comm.rank();
   const std::size_t n = 1003;
@@ -64,6 +64,23 @@ TEST(PlanReference, ReduceScatterAllgatherSparseMatchTheSerialReference) {
                                 x[static_cast<std::size_t>(r)].begin() + static_cast<long>(n));
     EXPECT_EQ(differ(all.data() + n * static_cast<std::size_t>(r), gwref::allgather_block(q8, xr, r, kSeed, 0)), 0u)
         << "allgather q8, block " << r;
+  }
+
+  // SRA: the peers' chunks are added in a fixed order, so its bits are the reference's too.
+  for (const char* spec : {"q8", "q4"}) {
+    gradwire::PlanConfig sr;
+    sr.count = n;
+    sr.codec = spec;
+    sr.algorithm = "sra";
+    sr.error_feedback = false;
+    sr.seed = kSeed;
+    gradwire::Plan psr(comm, sr);
+    std::vector<std::vector<float>> firsts;
+    for (const auto& v : x) firsts.emplace_back(v.begin(), v.begin() + static_cast<long>(n));
+    std::vector<float> got(n);
+    psr.run(firsts[static_cast<std::size_t>(me)].data(), got.data());
+    const gradwire::Codec codec(gradwire::parse_codec(spec));
+    EXPECT_EQ(differ(got.data(), gwref::sra_allreduce(codec, firsts, kSeed, 0, false)), 0u) << "sra " << spec;
   }
 
   gradwire::PlanConfig sp;
