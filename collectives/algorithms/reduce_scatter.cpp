@@ -76,9 +76,9 @@ class ReduceScatter final : public Staged {
       }
       std::fill(ready_.begin(), ready_.end(), 0);
       next_ = 1;
+      t_.group_start();  // receives and sends together (NCCL: a lone receive waits forever)
       for (int j = 0; j < P; ++j)
         if (j != me_) peer_[t_.irecv(recv_.data() + cap_ * j, cap_, j, kTagScatter)] = j;
-      t_.group_start();
       for (int j = 0; j < P; ++j) {
         if (j == me_) continue;
         const void* msg = raw_ ? static_cast<const void*>(x + static_cast<std::size_t>(j) * n)

@@ -82,8 +82,9 @@ class Sra final : public Staged {
             if (len(j)) write_run_error(err_, send_.data() + moff_[j]);
         }
       }
-      if (len(me_)) own_chunk_and_receives();  // a rank may own no chunk when count is small
+      // Receives and sends in one group: NCCL would wait forever on a receive posted alone.
       t_.group_start();
+      if (len(me_)) own_chunk_and_receives();  // a rank may own no chunk when count is small
       for (int j = 0; j < P; ++j) {
         if (j != me_ && len(j))
           peer_[t_.isend(send_.data() + moff_[j], cap_[j], j, kTagReduce)] = -1;
@@ -106,11 +107,11 @@ class Sra final : public Staged {
         Timed tm(decode_s);
         x_.decode(codec_, own2_.data(), cap_[me_], out + off_[me_], DType::Float32, len(me_));
       }
+      t_.group_start();
       for (int j = 0; j < P; ++j) {
         if (j != me_ && len(j))
           peer_[t_.irecv(send_.data() + moff_[j], cap_[j], j, kTagGather)] = j;
       }
-      t_.group_start();
       for (int j = 0; j < P; ++j) {
         if (j != me_ && len(me_)) peer_[t_.isend(own2_.data(), cap_[me_], j, kTagGather)] = -1;
       }
