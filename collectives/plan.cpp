@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -75,6 +76,13 @@ std::uint64_t shapes_hash(const std::vector<MatrixShape>& shapes) {
   std::string s;
   for (const MatrixShape& m : shapes) s += std::to_string(m.rows) + "x" + std::to_string(m.cols) + ",";
   return fnv1a(s);
+}
+
+// GRADWIRE_DEVICE_STAGING=whole: device plans stage the whole buffer through host memory and
+// run on the host, as before issue 10 (A/B measurements on one build; agreed in agree()).
+bool whole_staging_forced() {
+  const char* v = std::getenv("GRADWIRE_DEVICE_STAGING");
+  return v && std::string(v) == "whole";
 }
 
 // Plans send messages of up to 4 bytes per element, sized in bytes with MPI's int counts.
@@ -230,6 +238,7 @@ void Plan::Impl::agree() {
       {"warmup_density", bits_of(cfg.warmup_density)},
       {"powersgd_rank", cfg.powersgd_rank},
       {"shapes", shapes_hash(cfg.shapes)},
+      {"GRADWIRE_DEVICE_STAGING", whole_staging_forced() ? 1u : 0u},
       {"device-unavailable", device_error.empty() ? 0u : 1u},
       {"argument-invalid", arg_error.empty() ? 0u : 1u},
       {"codec-invalid", codec_ok ? 0u : 1u},  // last three: flags, not compared
@@ -308,7 +317,8 @@ bool Plan::Impl::predict_native() const {
     const coll::AlgorithmEntry* e = coll::find_algorithm(cfg.collective, name);
     const coll::DgcOptions dopt{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
                                 cfg.warmup_steps, cfg.warmup_density};
-    return e && e->device_native && e->device_native(sel) && !dopt.any();  // DGC: host state
+    return e && e->device_native && e->device_native(sel) && !dopt.any() &&  // DGC: host state
+           !whole_staging_forced();
   } catch (const Error&) {
     return false;
   }
@@ -347,7 +357,8 @@ void Plan::Impl::choose() {
   const coll::DgcOptions dgc_options{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
                                      cfg.warmup_steps, cfg.warmup_density};
   // DGC keeps its velocity on the host: such plans stage the whole buffer.
-  native = device && entry->device_native && entry->device_native(sel) && !dgc_options.any();
+  native = device && entry->device_native && entry->device_native(sel) && !dgc_options.any() &&
+           !whole_staging_forced();
   stats.transport = device ? "mpi+staged-pinned" : "mpi";  // native: the agreed one, below
   stats.executor = native ? "cuda" : "host";
 #if GRADWIRE_HAVE_CUDA && defined(MPIX_CUDA_AWARE_SUPPORT)

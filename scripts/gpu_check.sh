@@ -3,10 +3,14 @@
 #   1. configure gradwire with CUDA + NCCL + MPI (MPI_HOME, NCCL_ROOT from the environment) and
 #      build the targets below, or reuse a build already configured so (the one
 #      ../shared/gpu/remote.sh makes in ${TMPDIR:-/tmp}/gwgpu, or GW_GPU_BUILD / $1);
-#   2. gw_gpu_tests (the CUDA codec kernels against the host codec);
-#   3. gw_mpi_tests at 1 rank: everything passes and no device test skips;
+#   2. gw_gpu_tests (the CUDA codec kernels against the host codec), then the codec benchmark
+#      gw_codec_bench_gpu and bench/gpu/torch_peers.py (bench/results/codec-gpu.md, "To run");
+#   3. gw_mpi_tests at 1 rank: everything passes and no device test skips (device plans on
+#      the GPU over NCCL give the host plans' bits: PlanDeviceGpu);
 #   4. gw_mpi_tests at 2 ranks on one GPU (CUDA_VISIBLE_DEVICES=first GPU): host tests pass,
-#      dense device tests skip saying why, and the shared-GPU error test runs;
+#      dense device tests skip saying why, the shared-GPU error test runs, and device plans
+#      (the staged-compressed transport) give the host plans' bits; the device plans again
+#      at 4 ranks on that GPU;
 #   5. a short `gw_allreduce -d cuda -c` sweep at 1 rank (and at 2 ranks with two GPUs).
 # Prints a summary (also written to GW_GPU_CHECK_SUMMARY, default BUILD/gpu-check-summary.md).
 # Exit status: 0 all passed; 1 a check failed; 2 no GPU on this machine; 3 configure or build
@@ -55,12 +59,13 @@ if [ ! -f "$cache" ] || ! grep -q '^GRADWIRE_NCCL:STRING=ON$' "$cache" ||
   grep -E '^-- gradwire:' "$build/gpu-check-configure.log"
 fi
 echo "=== gpu_check: build in $build"
-if ! cmake --build "$build" -j "$(nproc)" --target gw_gpu_tests gw_mpi_tests gw_allreduce; then
+if ! cmake --build "$build" -j "$(nproc)" --target gw_gpu_tests gw_mpi_tests gw_allreduce gw_codec_bench_gpu; then
   echo "gpu_check: build failed. Exit 3." >&2
   exit 3
 fi
 bin() { find "$build" -name "$1" -type f -perm -u+x | head -1; }
 gpu_tests=$(bin gw_gpu_tests); mpi_tests=$(bin gw_mpi_tests); allreduce=$(bin gw_allreduce)
+codec_bench=$(bin gw_codec_bench_gpu)
 
 mpirun=mpirun
 if [ -n "${MPI_HOME:-}" ] && [ -x "$MPI_HOME/bin/mpirun" ]; then
@@ -109,16 +114,30 @@ expect() {
 run gpu_tests "$gpu_tests" --gtest_color=no
 expect gpu_tests "no GPU test skipped" '^\[  SKIPPED \]' absent
 
+# The codec benchmark (about a minute; bench/results/codec-gpu.md says what to record).
+run codec_bench_gpu "$codec_bench" --benchmark_out="$logdir/codec-gpu.json" --benchmark_out_format=json
+run torch_peers python3 "$root/bench/gpu/torch_peers.py"  # exits 0 saying so without torch
+
 run mpi_np1 "$mpirun" --oversubscribe -np 1 "$mpi_tests" --gtest_color=no
 expect mpi_np1 "device tests ran (none of Device, DeviceSetupGpu, PlanDeviceGpu skipped)" \
   '^\[  SKIPPED \] (Device|DeviceSetupGpu|PlanDeviceGpu)\.' absent
 expect mpi_np1 "the 100-communicator loop passed" '^\[       OK \] DeviceSetupGpu\.HundredCommunicatorsWithADeviceCallEach'
+expect mpi_np1 "device SRA plan on the GPU (NCCL) gave the host plan's bits" '^\[       OK \] PlanDeviceGpu\.SraQ8MatchesHostBits'
 
 run mpi_np2_one_gpu env CUDA_VISIBLE_DEVICES="$first_gpu" "$mpirun" --oversubscribe -np 2 "$mpi_tests" --gtest_color=no
 expect mpi_np2_one_gpu "dense device tests skipped with the shared-GPU reason" \
   'share a GPU \(more ranks than GPUs\)'
 expect mpi_np2_one_gpu "the shared-GPU error test ran and passed" \
   '^\[       OK \] DeviceSetupShared\.SharedGpuIsAClearErrorForDeviceCallsOnly'
+expect mpi_np2_one_gpu "device plans on the shared GPU ran (none of PlanDeviceGpu skipped)" \
+  '^\[  SKIPPED \] PlanDeviceGpu\.' absent
+expect mpi_np2_one_gpu "device SRA plan (staged-compressed) gave the host plan's bits" \
+  '^\[       OK \] PlanDeviceGpu\.SraQ8MatchesHostBits'
+
+run plan_device_np4_one_gpu env CUDA_VISIBLE_DEVICES="$first_gpu" "$mpirun" --oversubscribe -np 4 \
+  "$mpi_tests" --gtest_color=no --gtest_filter='PlanDevice*:PlanReference*'
+expect plan_device_np4_one_gpu "device plans at 4 ranks on one GPU ran (none skipped)" \
+  '^\[  SKIPPED \] PlanDeviceGpu\.' absent
 
 run allreduce_cuda_np1 "$mpirun" --oversubscribe -np 1 "$allreduce" -d cuda -c -m 8:4M -i 50 -x 10
 if [ "$gpus" -ge 2 ]; then

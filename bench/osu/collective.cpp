@@ -413,7 +413,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       wd.arm(what_gw + " (plan " + c.label + ")");
       gradwire::Plan plan(comm, cfg);
       for (int i = 0; i < warm; ++i) plan.run(send.data(), gout.data());
-      double enc = 0, xfer = 0, dec = 0, wire = 0;
+      double enc = 0, xfer = 0, dec = 0, wire = 0, pcie = 0;
       const Timing g = time_calls(engine.comm(), args.blocking, 0, iters, [&] {
         plan.run(send.data(), gout.data());
         const gradwire::PlanStats& st = plan.stats();
@@ -421,6 +421,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
         xfer += st.transfer_s;
         dec += st.decode_s;
         wire = static_cast<double>(st.wire_bytes);
+        pcie = static_cast<double>(st.pcie_bytes);
       });
       if (iters == 0) {
         plan.run(send.data(), gout.data());
@@ -433,6 +434,9 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       row.transfer_us = mean_over_ranks(xfer / n * 1e6, comm.mpi_comm());
       row.decode_us = mean_over_ranks(dec / n * 1e6, comm.mpi_comm());
       row.algorithm = plan.stats().algorithm;
+      row.transport = plan.stats().transport;
+      row.executor = plan.stats().executor;
+      row.pcie_bytes = mean_over_ranks(pcie, comm.mpi_comm());
       if (plan.stats().predicted_s > 0) row.predicted_us = plan.stats().predicted_s * 1e6;
       if (args.validate) {
         // One step from a clean residual: the error of a single compressed call.

@@ -93,7 +93,7 @@ void Report::row(const Row& r) {
                  "\"vs_base\":%s,\"paired_vs_base\":%s,\"validation\":\"%s\",\"max_rel_err\":%s,"
                  "\"encode_us\":%s,\"transfer_us\":%s,\"decode_us\":%s,\"blocking\":%d,"
                  "\"p50_us\":%s,\"p95_us\":%s,\"p99_us\":%s,\"stdev_us\":%s,\"cv_pct\":%s,"
-                 "\"predicted_us\":%s}\n",
+                 "\"predicted_us\":%s,\"transport\":\"%s\",\"executor\":\"%s\",\"pcie_bytes\":%s}\n",
                  header_.benchmark.c_str(), esc(r.codec).c_str(), esc(r.algorithm).c_str(),
                  header_.backend.c_str(), header_.memory.c_str(),
                  std::string(gradwire::dtype_name(args_.dtype)).c_str(), header_.ranks,
@@ -103,7 +103,8 @@ void Report::row(const Row& r) {
                  num(r.paired_vs_base).c_str(), esc(r.validation).c_str(), num(r.max_rel_err).c_str(), num(r.encode_us).c_str(),
                  num(r.transfer_us).c_str(), num(r.decode_us).c_str(), args_.blocking ? 1 : 0,
                  num(r.p50_us).c_str(), num(r.p95_us).c_str(), num(r.p99_us).c_str(),
-                 num(r.stdev_us).c_str(), num(r.cv_pct).c_str(), num(r.predicted_us).c_str());
+                 num(r.stdev_us).c_str(), num(r.cv_pct).c_str(), num(r.predicted_us).c_str(),
+                 esc(r.transport).c_str(), esc(r.executor).c_str(), num(r.pcie_bytes).c_str());
     std::fflush(json_);
   }
 }

@@ -41,6 +41,9 @@ struct Row {
   double paired_vs_base = NAN;  // dense paths: median over rounds of base/gradwire (JSON)
   double encode_us = NAN, transfer_us = NAN, decode_us = NAN;  // plans: last call's split
   double predicted_us = NAN;    // "auto" plans: the cost model's prediction (JSON)
+  // Plans: PlanStats' transport and executor, and the bytes that crossed PCIe per call (JSON).
+  std::string transport, executor;
+  double pcie_bytes = NAN;
   // Per-call spread (timing.hpp: spread), nccl-tests' names in the JSON.
   double p50_us = NAN, p95_us = NAN, p99_us = NAN, stdev_us = NAN, cv_pct = NAN;
   void set_spread(const Spread& s) {
