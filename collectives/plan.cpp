@@ -583,13 +583,10 @@ void Plan::Impl::drop_non_finite_residual() noexcept {
   // non-finite residual element is reset to 0 (the step that produced it already carried the
   // non-finite value in its own result).
   for (auto& sl : algo->slots) {
-    if (sl.x) {  // device memory: a kernel on the run's stream
-      try {
-        sl.x->zero_non_finite(sl.data, sl.length);
-      } catch (...) {
-      }
-      continue;
-    }
+    // Device memory: the algorithm resets it at the start of the next run, on that run's
+    // stream (a kernel here could race with a next run on another stream); reads of the
+    // residual (add_residual) skip non-finite values meanwhile.
+    if (sl.x) continue;
     bool bad = false;
     for (std::size_t i = 0; i < sl.length; ++i) bad |= !std::isfinite(sl.data[i]);
     if (!bad) continue;
@@ -804,7 +801,8 @@ void Plan::Impl::add_residual(std::vector<double>& sum) const {
       s.x->to_host(host.data(), s.data, s.length * sizeof(float));
       d = host.data();
     }
-    for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += d[i];
+    for (std::size_t i = 0; i < s.length; ++i)
+      if (std::isfinite(d[i])) sum[s.offset + i] += d[i];  // (device: not yet reset, above)
   }
 }
 

@@ -57,9 +57,13 @@ class AgreedFlag {
  public:
   void init(exec::Executor& x) { flag_ = exec::Work<std::uint64_t>(x, 1); }
   bool active() const noexcept { return !flag_.empty(); }
-  void check(exec::Executor& x, const float* in, const float* res, std::size_t n, int P, int me) {
+  // Only quantizing codecs (q*, sign) need finite input; casts carry NaN/Inf through, as on
+  // the host.
+  void check(exec::Executor& x, const CodecSpec& codec, const float* in, const float* res,
+             std::size_t n, int P, int me) {
     x.zero(flag_.data(), sizeof(std::uint64_t));
-    x.flag_non_finite(in, res, n, flag_.data(), static_cast<std::uint64_t>(P - me));
+    if (codec.kind == CodecKind::Quantize || codec.kind == CodecKind::Sign)
+      x.flag_non_finite(in, res, n, flag_.data(), static_cast<std::uint64_t>(P - me));
   }
   // Not payload: the 8 bytes are left out of sent_bytes, so wire_bytes compare with host runs.
   void post(Transport& t) {
@@ -105,6 +109,10 @@ class Staged : public Algorithm {
     step_ = step;
     stage_ = 0;
     encode_s = decode_s = 0;
+    // Device residuals: a non-finite element left by the previous run is reset here, on this
+    // run's stream (host residuals are reset by the plan after each run).
+    if (device_)
+      for (const ResidualSlot& s : slots) x_.zero_non_finite(s.data, s.length);
     finished_ = !advance();
   }
   bool progress() override {

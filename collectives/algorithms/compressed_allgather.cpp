@@ -102,7 +102,7 @@ class CompressedAllgather final : public Staged {
       if (p_.count == 0) return false;
       const std::size_t goff = p_.count * static_cast<std::size_t>(t_.rank());
       const float* in = static_cast<const float*>(in_);
-      flag_.check(x_, in, res_.empty() ? nullptr : res_.data(), p_.count, P, t_.rank());
+      flag_.check(x_, p_.codec, in, res_.empty() ? nullptr : res_.data(), p_.count, P, t_.rank());
       {
         Timed tm(encode_s);
         x_.encode(codec_, in, DType::Float32, p_.count, goff, p_.seed, step_, msg_.data(), cap_,

@@ -55,7 +55,7 @@ class ReduceScatter final : public Staged {
     if (stage_ == 0) {
       if (n == 0) return false;
       const float* x = static_cast<const float*>(in_);
-      if (device_) flag_.check(x_, x, res_.empty() ? nullptr : res_.data(), n * static_cast<std::size_t>(P), P, me_);
+      if (device_) flag_.check(x_, p_.codec, x, res_.empty() ? nullptr : res_.data(), n * static_cast<std::size_t>(P), P, me_);
       if (!raw_) {
         Timed tm(encode_s);
         for (int j = 0; j < P; ++j) {

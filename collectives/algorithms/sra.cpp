@@ -62,7 +62,7 @@ class Sra final : public Staged {
       const float* in = static_cast<const float*>(in_);
       err_ = RunError{};
       if (overlap_) return scatter_overlapped(in);
-      if (device_) flag_.check(x_, in, p_.error_feedback ? res1_.data() : nullptr, p_.count, P, me_);
+      if (device_) flag_.check(x_, p_.codec, in, p_.error_feedback ? res1_.data() : nullptr, p_.count, P, me_);
       {
         Timed tm(encode_s);
         // Every chunk, the own one too: each rank's input is rounded once, the same way.

@@ -39,28 +39,65 @@ StagedTransport::StagedTransport(MPI_Comm comm, int max_ops, bool cuda_aware,
 StagedTransport::~StagedTransport() {
   for (void* e : events_)
     if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
-  for (auto& m : mirrors_) cudaFreeHost(m.second.first);
+  for (const Mirror& m : mirrors_) {
+    cudaFreeHost(m.pinned);
+    cudaEventDestroy(static_cast<cudaEvent_t>(m.up));
+  }
   cudaGetLastError();
 }
 
-void* StagedTransport::mirror(const void* dev, std::size_t bytes) {
-  if (cuda_aware_) return const_cast<void*>(dev);
-  auto it = mirrors_.find(dev);
-  if (it != mirrors_.end() && it->second.second >= bytes) return it->second.first;
-  if (it != mirrors_.end()) {
-    cudaFreeHost(it->second.first);
-    mirrors_.erase(it);
+constexpr std::size_t kMaxMirrors = 64;
+
+int StagedTransport::mirror(const void* dev, std::size_t bytes) {
+  auto in_use = [&](const void* pinned) {
+    for (const Op& op : ops_)
+      if (op.host_in == pinned || op.host_out == pinned) return true;
+    return false;
+  };
+  for (std::size_t i = 0; i < mirrors_.size(); ++i)
+    if (mirrors_[i].dev == dev && mirrors_[i].bytes >= bytes) return static_cast<int>(i);
+  // Past the bound, an unused mirror is taken over (its pending copy up, if any, is awaited
+  // through its event like any other before MPI writes into it).
+  if (mirrors_.size() >= kMaxMirrors) {
+    for (std::size_t i = 0; i < mirrors_.size(); ++i) {
+      if (mirrors_[i].bytes >= bytes && !in_use(mirrors_[i].pinned)) {
+        mirrors_[i].dev = dev;
+        return static_cast<int>(i);
+      }
+    }
   }
-  void* p = nullptr;
-  const cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable);
+  Mirror m{dev, nullptr, bytes};
+  cudaError_t e = cudaHostAlloc(&m.pinned, bytes ? bytes : 1, cudaHostAllocPortable);
+  cudaEvent_t ev = nullptr;
+  if (e == cudaSuccess) e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
   if (e != cudaSuccess) {
     cudaGetLastError();
+    if (m.pinned) cudaFreeHost(m.pinned);
     c_.fail(ErrorCode::Cuda, call_,
             "cudaHostAlloc of " + std::to_string(bytes) + " bytes (staged transport) failed: " +
                 cudaGetErrorString(e));
   }
-  mirrors_[dev] = {p, bytes};
-  return p;
+  m.up = ev;
+  mirrors_.push_back(m);
+  return static_cast<int>(mirrors_.size()) - 1;
+}
+
+bool StagedTransport::ready(const Op& op) {
+  auto passed = [&](void* ev) {
+    const cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(ev));
+    if (e == cudaErrorNotReady) return false;
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      c_.fail(ErrorCode::Cuda, call_, std::string("staged transport: ") + cudaGetErrorString(e));
+    }
+    return true;
+  };
+  if (op.event >= 0 && !passed(events_[static_cast<std::size_t>(op.event)])) return false;
+  if (op.out_mirror >= 0) {
+    const Mirror& m = mirrors_[static_cast<std::size_t>(op.out_mirror)];
+    if (m.up_recorded && !passed(m.up)) return false;
+  }
+  return true;
 }
 
 // Records the event that orders MPI after the device work (and the copy down) of this
@@ -93,7 +130,7 @@ int StagedTransport::add(Op op, bool needs_event) {
   }
   ops_.push_back(op);
   Op& o = ops_.back();
-  if (!needs_event) post(o);  // a receive: nothing on the device to wait for
+  if (ready(o)) post(o);  // else test_some posts it once ready
   return static_cast<int>(ops_.size()) - 1;
 }
 
@@ -108,11 +145,21 @@ void StagedTransport::post(Op& op) {
   sent_bytes = inner_.sent_bytes;
 }
 
+// Where MPI writes the result of op: the device buffer (CUDA-aware) or its mirror.
+void StagedTransport::set_out(Op& op, void* dev, std::size_t bytes) {
+  if (cuda_aware_) {
+    op.host_out = dev;
+    return;
+  }
+  op.out_mirror = mirror(dev, bytes);
+  op.host_out = mirrors_[static_cast<std::size_t>(op.out_mirror)].pinned;
+}
+
 int StagedTransport::isend(const void* buf, std::size_t bytes, int peer, int tag) {
   Op op{Kind::Send};
   op.dev_in = buf;
   op.in_bytes = bytes;
-  op.host_in = mirror(buf, bytes);
+  op.host_in = cuda_aware_ ? const_cast<void*>(buf) : mirrors_[static_cast<std::size_t>(mirror(buf, bytes))].pinned;
   op.peer = peer;
   op.tag = tag;
   return add(op, true);
@@ -122,7 +169,7 @@ int StagedTransport::irecv(void* buf, std::size_t bytes, int peer, int tag) {
   Op op{Kind::Recv};
   op.dev_out = buf;
   op.out_bytes = bytes;
-  op.host_out = mirror(buf, bytes);
+  set_out(op, buf, bytes);
   op.peer = peer;
   op.tag = tag;
   return add(op, false);
@@ -134,7 +181,8 @@ int StagedTransport::iallreduce(void* buf, std::size_t count, coll::Elem t, coll
   op.dev_in = buf;
   op.dev_out = buf;
   op.in_bytes = op.out_bytes = count * elem_bytes(t);
-  op.host_in = op.host_out = mirror(buf, op.in_bytes);
+  set_out(op, buf, op.in_bytes);
+  op.host_in = op.host_out;
   op.count = count;
   op.elem = t;
   op.red = red;
@@ -147,10 +195,10 @@ int StagedTransport::iallgather(const void* send, void* recv, std::size_t bytes)
   Op op{Kind::Allgather};
   op.dev_in = send;
   op.in_bytes = bytes;
-  op.host_in = mirror(send, bytes);
+  op.host_in = cuda_aware_ ? const_cast<void*>(send) : mirrors_[static_cast<std::size_t>(mirror(send, bytes))].pinned;
   op.dev_out = recv;
   op.out_bytes = bytes * static_cast<std::size_t>(size());
-  op.host_out = mirror(recv, op.out_bytes);
+  set_out(op, recv, op.out_bytes);
   return add(op, true);
 }
 
@@ -167,17 +215,9 @@ int StagedTransport::ibcast(void*, std::size_t, int) {
 
 int StagedTransport::test_some(int* done) {
   const auto s = static_cast<cudaStream_t>(stream_);
-  // Operations whose device data is ready go to MPI.
-  for (Op& op : ops_) {
-    if (op.posted) continue;
-    const cudaError_t e = cudaEventQuery(static_cast<cudaEvent_t>(events_[static_cast<std::size_t>(op.event)]));
-    if (e == cudaErrorNotReady) continue;
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      c_.fail(ErrorCode::Cuda, call_, std::string("staged transport: ") + cudaGetErrorString(e));
-    }
-    post(op);
-  }
+  // Operations whose device data is down and whose mirror is free go to MPI.
+  for (Op& op : ops_)
+    if (!op.posted && ready(op)) post(op);
   int n = 0;
   const int m = inner_.test_some(inner_done_.data());
   for (int i = 0; i < m; ++i) {
@@ -191,6 +231,12 @@ int StagedTransport::test_some(int* done) {
           c_.fail(ErrorCode::Cuda, call_, "cudaMemcpyAsync (pinned to device) failed");
         }
         pcie_bytes += op.out_bytes;
+        Mirror& m = mirrors_[static_cast<std::size_t>(op.out_mirror)];
+        if (cudaEventRecord(static_cast<cudaEvent_t>(m.up), s) != cudaSuccess) {
+          cudaGetLastError();
+          c_.fail(ErrorCode::Cuda, call_, "cudaEventRecord (staged transport) failed");
+        }
+        m.up_recorded = true;
       }
       op.done = true;
       done[n++] = static_cast<int>(k);

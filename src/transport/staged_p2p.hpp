@@ -9,7 +9,6 @@
 // buffers are fixed at construction, so later runs allocate nothing).
 #pragma once
 
-#include <map>
 #include <memory>
 #include <vector>
 
@@ -53,11 +52,15 @@ class StagedTransport final : public coll::Transport {
     void* host_out = nullptr;
     std::size_t in_bytes = 0, out_bytes = 0, count = 0;
     int peer = 0, tag = 0, event = -1, inner = -1;
+    int out_mirror = -1;  // the mirror MPI writes: posted once its last copy up has passed
     coll::Elem elem{};
     coll::Reduce red{};
     bool posted = false, done = false;
   };
-  void* mirror(const void* dev, std::size_t bytes);
+  // The pinned mirror of `dev` (its index in mirrors_), made at its first use.
+  int mirror(const void* dev, std::size_t bytes);
+  bool ready(const Op& op);  // its device data is down and its mirror free to write
+  void set_out(Op& op, void* dev, std::size_t bytes);
   int add(Op op, bool needs_event);
   void post(Op& op);
 
@@ -69,7 +72,17 @@ class StagedTransport final : public coll::Transport {
   std::vector<void*> events_;  // one per operation of a stage (cudaEvent_t), made up front
   std::vector<Op> ops_;
   std::vector<int> inner_done_;
-  std::map<const void*, std::pair<void*, std::size_t>> mirrors_;  // device -> pinned, bytes
+  struct Mirror {
+    const void* dev;
+    void* pinned;
+    std::size_t bytes;
+    void* up = nullptr;  // cudaEvent_t recorded after the last copy up from it
+    bool up_recorded = false;
+  };
+  // One per device buffer seen (the algorithms' buffers are fixed: made in the first run);
+  // past 64 (a caller passing new buffers every run), an unused one is taken over after
+  // waiting for the stream, so their number stays bounded.
+  std::vector<Mirror> mirrors_;
 };
 
 }  // namespace gradwire::detail
