@@ -74,9 +74,9 @@ Outcome run(const Case& k, int P, std::size_t n, const std::vector<std::vector<f
 
   struct Rank {
     std::unique_ptr<gwloop::LoopbackTransport> t, local, lead;
-    std::unique_ptr<coll::Algorithm> algo;
-    gwloop::EmulatedDevice x;
+    gwloop::EmulatedDevice x;  // before algo: its workspace is freed through x
     coll::AlgoParams p;
+    std::unique_ptr<coll::Algorithm> algo;
   };
   std::vector<Rank> ranks(static_cast<std::size_t>(P));
   const std::vector<gradwire::MatrixShape> shapes{{16, 12}};

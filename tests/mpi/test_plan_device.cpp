@@ -180,7 +180,9 @@ class PlanDeviceGpu : public testing::Test {
     EXPECT_EQ(dev.step(), host.step());
     const auto& ds = dev.stats();
     const auto& hs = host.stats();
-    if (P > 1) EXPECT_GT(ds.wire_bytes, 0u);
+    if (P > 1) {
+      EXPECT_GT(ds.wire_bytes, 0u);
+    }
     // The device allgather sends fixed-size messages without the size exchange (8 bytes per
     // peer); everything else puts the same payload on the wire.
     const std::size_t sizes = native && coll == PlanCollective::Allgather ? 8u * (P - 1) : 0u;
