@@ -34,6 +34,7 @@ class DenseAllreduce final : public Staged {
     }
     if (p_.dtype == DType::Float32 && p_.op == ReduceOp::Avg)
       x_.divide(static_cast<float*>(out_), p_.count, t_.size());
+    if (device_) x_.finish(p_.timeout_s);  // the run ends when the stream has done it
     return false;
   }
 
