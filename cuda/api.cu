@@ -123,14 +123,20 @@ Status::Status() {
   check_cuda(cudaMalloc(reinterpret_cast<void**>(&words_), sizeof(dev::Words)), "cudaMalloc (codec status)");
   check_cuda(cudaMemset(words_, 0, sizeof(dev::Words)), "cudaMemset (codec status)");
   check_cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate (codec status)");
+  check_cuda(cudaMallocHost(reinterpret_cast<void**>(&host_), sizeof(dev::Words)), "cudaMallocHost (codec status)");
 }
 
 Status::~Status() {
   if (done_) cudaEventDestroy(done_);
   if (words_) cudaFree(words_);
+  if (host_) cudaFreeHost(host_);
 }
 
 std::size_t Status::check(cudaStream_t stream, double timeout_s) {
+  // The words come back by a copy on the stream itself (no pageable cudaMemcpy: that would
+  // wait on the legacy default stream too), then the event is polled.
+  check_cuda(cudaMemcpyAsync(host_, words_, sizeof(dev::Words), cudaMemcpyDeviceToHost, stream),
+             "cudaMemcpyAsync (codec status)");
   check_cuda(cudaEventRecord(done_, stream), "cudaEventRecord (codec status)");
   // Polled, so that a wedged stream is a Timeout rather than a hang.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
@@ -143,11 +149,13 @@ std::size_t Status::check(cudaStream_t stream, double timeout_s) {
     }
     if (spins > 64) std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
-  dev::Words w{};
-  check_cuda(cudaMemcpy(&w, words_, sizeof w, cudaMemcpyDeviceToHost), "cudaMemcpy (codec status)");
+  const dev::Words w = *host_;
   if (w.code != dev::kOk) {
-    const dev::Words clear{0, 0, 0, 0, 0, w.bytes};
-    check_cuda(cudaMemcpy(words_, &clear, sizeof clear, cudaMemcpyHostToDevice), "cudaMemcpy (codec status)");
+    *host_ = dev::Words{0, 0, 0, 0, 0, w.bytes};
+    check_cuda(cudaMemcpyAsync(words_, host_, sizeof(dev::Words), cudaMemcpyHostToDevice, stream),
+               "cudaMemcpyAsync (codec status)");
+    // The next call may come on another stream: the clear must have landed (this stream only).
+    check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize (codec status)");
     raise(w);
   }
   return static_cast<std::size_t>(w.bytes);

@@ -51,6 +51,7 @@ class Status {
 
  private:
   dev::Words* words_ = nullptr;
+  dev::Words* host_ = nullptr;  // pinned: check() reads the words with a copy on the stream
   cudaEvent_t done_ = nullptr;
 };
 
