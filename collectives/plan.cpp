@@ -4,6 +4,7 @@
 // through pinned host buffers the plan owns and run the same host algorithm.
 #include "gradwire/plan.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -482,15 +483,50 @@ void Plan::Impl::choose() {
   }
 }
 
-// "auto" on a flat communicator: dense unless the cost model, from measured (or cached) and
-// agreed figures, predicts that compression pays (collectives/cost_model.hpp).
+// "auto" on a flat communicator: dense unless the cost model, from whole runs of both
+// candidates timed here (or cached) and agreed, predicts that compression pays
+// (collectives/cost_model.hpp, cost_trial.hpp).
 void Plan::Impl::decide_by_cost(std::string& name) {
-  detail::bounded_arrival(*c, call);  // the probe's blocking calls then meet no late peer
+  detail::bounded_arrival(*c, call);  // the trial's blocking calls then meet no late peer
   detail::Armed guard(c->watch, c->timeout_s, call);
-  const Codec codec(spec);
-  const coll::CostMeasurement m = coll::measure_costs(
-      c->comm, codec, [&](int rc, const char* what) { c->check_mpi(rc, call, what); });
-  const coll::CostDecision d = coll::decide_allreduce(m.in, name, codec, cfg.count, c->size);
+  if (cfg.count == 0) {  // nothing to compress
+    name = "dense";
+    return;
+  }
+  auto check = [&](int rc, const char* what) { c->check_mpi(rc, call, what); };
+  const std::size_t n = std::min(cfg.count, coll::kTrialMaxElements);
+  const std::string what = name + "/" + spec.to_string() + "/ef" +
+                           (cfg.error_feedback ? "1" : "0") + "/" +
+                           (cfg.op == ReduceOp::Avg ? "avg" : "sum");
+  const coll::TrialMeasurement m = coll::measure_trial(
+      c->comm, what, n,
+      [&] {
+        // On a duplicate: the trial's messages meet nothing else.
+        MPI_Comm tc = MPI_COMM_NULL;
+        check(MPI_Comm_dup(c->comm, &tc), "MPI_Comm_dup");
+        MPI_Comm_set_errhandler(tc, MPI_ERRORS_RETURN);
+        struct Free {
+          MPI_Comm& m;
+          ~Free() { MPI_Comm_free(&m); }
+        } free_tc{tc};
+        detail::MpiTransport tt(tc, 4 * c->size + 8, *c, call);
+        coll::AlgoParams q;
+        q.count = n;
+        q.op = cfg.op;
+        q.codec = spec;
+        q.error_feedback = cfg.error_feedback;
+        q.seed = cfg.seed;
+        // Small runs are cheap and noisy: more of them.
+        const int reps = n <= (std::size_t{1} << 16) ? 7 : 3;
+        return coll::time_candidates(
+            tt, q, name, reps, [&] { check(MPI_Barrier(tc), "MPI_Barrier"); },
+            [&](coll::Algorithm& a) {
+              detail::poll_until_done(*c, call, c->policy, [&] { return a.progress(); });
+            });
+      },
+      check);
+  const coll::CostDecision d =
+      coll::decide_from_trial(m.dense_s, m.compressed_s, n, name, cfg.count);
   name = d.algorithm;
   stats.predicted_s = d.predicted_s;
   stats.predicted_dense_s = d.dense_s;

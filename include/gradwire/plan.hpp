@@ -86,7 +86,7 @@ struct PlanStats {
   double predicted_s = 0;             // of the algorithm chosen
   double predicted_dense_s = 0;       // of the engine's dense allreduce
   double predicted_compressed_s = 0;  // of the compressed algorithm (sra, sparse-allgather)
-  std::string cost_source;            // "link:<src> codec:<src>", src = probe|memory|cache-file
+  std::string cost_source;            // "trial:<src>", src = probe|memory|cache-file
 };
 
 class Plan {
