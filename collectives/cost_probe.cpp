@@ -4,6 +4,8 @@
 // over ranks, so all ranks decide from the same numbers.
 #include "collectives/cost_probe.hpp"
 
+#include "collectives/slowdown.hpp"
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -104,10 +106,17 @@ void probe_codec(const Codec& codec, CostInputs& in) {
   const std::size_t cap = codec.max_encoded_bytes(n);
   std::vector<std::byte> msg(cap);
   std::size_t bytes = 0;
+  // slow_down: a rank slowed on purpose (GRADWIRE_SLOW_RANK) measures as slow.
   auto enc = [&] {
+    const double t0 = now_s();
     bytes = codec.encode(x.data(), DType::Float32, n, 0, 1, 0, msg.data(), cap, res.data());
+    slow_down(now_s() - t0);
   };
-  auto dec = [&] { codec.decode_add(msg.data(), bytes, acc.data(), n); };
+  auto dec = [&] {
+    const double t0 = now_s();
+    codec.decode_add(msg.data(), bytes, acc.data(), n);
+    slow_down(now_s() - t0);
+  };
   enc();  // warm: pages and caches
   in.enc = median_time(3, enc) / static_cast<double>(n);
   dec();
@@ -228,6 +237,12 @@ TrialMeasurement measure_trial(MPI_Comm comm, const std::string& what, std::size
     }
   }
   return m;
+}
+
+CostInputs probe_codec_local(const Codec& codec) {
+  CostInputs in;
+  probe_codec(codec, in);
+  return in;
 }
 
 std::string cost_cache_key(MPI_Comm comm, const Check& check) { return host_key(comm, check); }

@@ -42,6 +42,9 @@ TrialMeasurement measure_trial(MPI_Comm comm, const std::string& what, std::size
                                const std::function<TrialTimes()>& run,
                                const std::function<void(int, const char*)>& check);
 
+// This rank's codec figures alone (enc, dec; the rest 0), not agreed: local.
+CostInputs probe_codec_local(const Codec& codec);
+
 // The maximum of each figure over comm's ranks (in place): what makes the choice agree.
 void agree_costs(MPI_Comm comm, CostInputs& in,
                  const std::function<void(int, const char*)>& check);

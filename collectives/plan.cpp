@@ -25,6 +25,8 @@
 #include "collectives/dgc.hpp"
 #include "collectives/powersgd.hpp"
 #include "collectives/reduce_scatter.hpp"
+#include "collectives/shards.hpp"
+#include "collectives/slowdown.hpp"
 #include "comm_impl.hpp"
 #include "device_backend.hpp"
 #include "gradwire/codec.hpp"
@@ -164,6 +166,8 @@ struct Plan::Impl {
   void run_device(const void* send, void* recv, void* stream, bool wait_result);
   void agree();
   void check_config();
+  bool balance = false;  // SRA shards by measured speed (PlanConfig::balance_shards or env)
+  void balance_shards(coll::AlgoParams& p);
   std::string arg_error;  // why this rank rejects the configuration (agreed on in agree())
   ErrorCode arg_code = ErrorCode::InvalidArgument;
   void choose();
@@ -230,6 +234,7 @@ void Plan::Impl::agree() {
       {"warmup_density", bits_of(cfg.warmup_density)},
       {"powersgd_rank", cfg.powersgd_rank},
       {"shapes", shapes_hash(cfg.shapes)},
+      {"balance_shards", balance ? 1u : 0u},
       {"device-unavailable", device_error.empty() ? 0u : 1u},
       {"argument-invalid", arg_error.empty() ? 0u : 1u},
       {"codec-invalid", codec_ok ? 0u : 1u},  // last three: flags, not compared
@@ -410,6 +415,7 @@ void Plan::Impl::choose() {
   p.codec = spec;
   p.error_feedback = cfg.error_feedback && (!none || name == "powersgd");
   p.seed = cfg.seed;
+  if (balance && name == "sra") balance_shards(p);
   const coll::DgcOptions dopt{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
                               cfg.warmup_steps, cfg.warmup_density};
   if (dopt.any()) {
@@ -534,6 +540,17 @@ void Plan::Impl::decide_by_cost(std::string& name) {
   stats.cost_source = m.source;
 }
 
+// Uneven ranks: every rank's codec speed, measured here and gathered (identical everywhere),
+// sizes the owned shards (collectives/shards.hpp); nearly equal speeds keep the even split.
+void Plan::Impl::balance_shards(coll::AlgoParams& p) {
+  detail::bounded_arrival(*c, call);
+  detail::Armed guard(c->watch, c->timeout_s, call);
+  const coll::RankCosts rc = coll::gather_rank_costs(
+      c->comm, Codec(spec), [&](int rc, const char* what) { c->check_mpi(rc, call, what); });
+  p.shard_weights = coll::shard_weights(rc);
+  stats.shard_weights = p.shard_weights;
+}
+
 void Plan::Impl::check_run(const void* send, void* recv) {
   if (c->finalized) fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
   detail::check_not_failed(*c, call);  // a peer died: PeerFailed again, not "unusable"
@@ -649,6 +666,12 @@ void Plan::Impl::check_config() {
                std::to_string(kMaxPlanElements) +
                " elements in all, so that every message size fits MPI's int count); split the "
                "buffer into several plans");
+  }
+  try {  // the environment: GRADWIRE_BALANCE_SHARDS, GRADWIRE_SLOW_RANK
+    balance = coll::balance_shards_setting(cfg.balance_shards);
+    (void)coll::codec_slowdown();
+  } catch (const Error& e) {
+    reject(e.code(), e.what());
   }
 }
 
