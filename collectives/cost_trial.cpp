@@ -10,7 +10,8 @@ namespace gradwire::coll {
 
 TrialTimes time_candidates(Transport& t, const AlgoParams& p, const std::string& compressed,
                            int reps, const std::function<void()>& sync,
-                           const std::function<void(Algorithm&)>& drive) {
+                           const std::function<void(Algorithm&)>& drive,
+                           const DenseRun& dense) {
   AlgoParams dp = p;
   dp.codec = CodecSpec{};  // dense: codec none
   dp.error_feedback = false;
@@ -34,8 +35,12 @@ TrialTimes time_candidates(Transport& t, const AlgoParams& p, const std::string&
     for (int k = 0; k < 2; ++k) {
       sync();
       const double t0 = now_s();
-      algo[k]->begin(in.data(), out.data(), step++);
-      drive(*algo[k]);
+      if (k == 0 && dense) {
+        dense(in.data(), out.data(), p.count);
+      } else {
+        algo[k]->begin(in.data(), out.data(), step++);
+        drive(*algo[k]);
+      }
       if (r >= 0) times[k].push_back(now_s() - t0);  // r == -1: the warm-up
     }
   }

@@ -18,12 +18,16 @@ struct TrialTimes {
   double compressed_s = 0;  // and of the compressed algorithm
 };
 
-// Runs make_dense_allreduce and `compressed` ("sra" or "sparse-allgather") on t for p.count
+// Runs the dense allreduce and `compressed` ("sra" or "sparse-allgather") on t for p.count
 // elements: one warm-up each, then `reps` of each, alternating so that a burst of other load
 // hits both alike. `sync` starts every run on all ranks together (a barrier); `drive` blocks
-// until the algorithm's run is complete (the plan's polling loop). Collective over t.
+// until the algorithm's run is complete (the plan's polling loop). `dense`, when given, is
+// the dense run as the plan would make it (in, out, count; e.g. MPI's blocking allreduce);
+// otherwise make_dense_allreduce on t. Collective over t.
+using DenseRun = std::function<void(const float*, float*, std::size_t)>;
 TrialTimes time_candidates(Transport& t, const AlgoParams& p, const std::string& compressed,
                            int reps, const std::function<void()>& sync,
-                           const std::function<void(Algorithm&)>& drive);
+                           const std::function<void(Algorithm&)>& drive,
+                           const DenseRun& dense = nullptr);
 
 }  // namespace gradwire::coll
