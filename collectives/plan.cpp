@@ -533,7 +533,7 @@ void Plan::Impl::decide_by_cost(std::string& name) {
         q.error_feedback = cfg.error_feedback;
         q.seed = cfg.seed;
         // Small runs are cheap and noisy: more of them.
-        const int reps = n <= (std::size_t{1} << 16) ? 7 : 3;
+        const int reps = n <= (std::size_t{1} << 16) ? 9 : 5;
         return coll::time_candidates(
             tt, q, name, reps, [&] { check(MPI_Barrier(tc), "MPI_Barrier"); },
             [&](coll::Algorithm& a) {
