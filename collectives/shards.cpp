@@ -95,16 +95,18 @@ double predict_sra_shards(const CostInputs& in, const RankCosts& rc, const Codec
                           const std::vector<std::size_t>& off) {
   const std::size_t P = off.size() - 1;
   const double N = static_cast<double>(off[P]);
-  double enc_all = 0, reduce = 0, dec_all = 0;
-  std::size_t largest = 0;
+  double enc_all = 0, reduce = 0, dec_all = 0, bytes = 0;
   for (std::size_t r = 0; r < P; ++r) {
-    const double len = static_cast<double>(off[r + 1] - off[r]);
+    const std::size_t len = off[r + 1] - off[r];
     enc_all = std::max(enc_all, rc.enc[r] * N);
-    reduce = std::max(reduce, len * (static_cast<double>(P) * rc.dec[r] + rc.enc[r]));
+    reduce = std::max(reduce, static_cast<double>(len) *
+                                  (static_cast<double>(P) * rc.dec[r] + rc.enc[r]));
     dec_all = std::max(dec_all, rc.dec[r] * N);
-    largest = std::max(largest, off[r + 1] - off[r]);
+    bytes += len ? static_cast<double>(codec.max_encoded_bytes(len)) : 0;
   }
-  const double m = largest ? static_cast<double>(codec.max_encoded_bytes(largest)) : 0;
+  // beta is per byte each rank sends while all send (cost_probe): on a shared link (one host,
+  // the emulated link) an exchange costs the mean message, whatever the layout.
+  const double m = bytes / static_cast<double>(P);
   const double transfer =
       P > 1 ? 2 * (in.alpha + static_cast<double>(P - 1) * m * in.beta) : 0;
   return enc_all + reduce + dec_all + transfer;

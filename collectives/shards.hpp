@@ -48,7 +48,8 @@ std::vector<double> shard_weights(const RankCosts& rc, double spread = 0.2);
 // The model's SRA time over P ranks with these shards and per-rank codec costs (`in` gives
 // the link): the slowest encode of the whole buffer, then the slowest owner's reduction
 // (decode_add of P chunks and the re-encode of its shard), the slowest decode of the whole
-// result, two exchanges sized by the largest shard.
+// result, two exchanges of the mean message (a shared link: one host, or one emulated link;
+// on a link per rank the largest shard's messages would bound them instead).
 double predict_sra_shards(const CostInputs& in, const RankCosts& rc, const Codec& codec,
                           const std::vector<std::size_t>& off);
 

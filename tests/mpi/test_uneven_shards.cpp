@@ -119,12 +119,9 @@ TEST(UnevenShards, ModelOfBothLayouts) {
   EXPECT_GT(tb, fixed);
   // Even: the slow rank reduces n/4 at 4 * 2 + 4 ns per element (3 ns per element of n).
   // Balanced (16, 16, 16, 8): every rank's reduction takes 16/56 n * 6 ns = 8/56 n * 12 ns.
-  // The largest shard (a fast rank's) grows: two exchanges of 3 larger messages.
+  // On a shared link the exchanges cost the mean message: the same bytes in all either way.
   const double N = static_cast<double>(n);
-  const double more = 2 * 3 * 1e-10 *
-                      static_cast<double>(q8.max_encoded_bytes(bal[1] - bal[0]) -
-                                          q8.max_encoded_bytes(even[1] - even[0]));
-  EXPECT_NEAR(te - tb, (3e-9 - 6e-9 * 16 / 56) * N - more, 0.01 * (te - tb));
+  EXPECT_NEAR(te - tb, (3e-9 - 6e-9 * 16 / 56) * N, 0.001 * (te - tb));
   // Equal ranks: balancing changes nothing.
   RankCosts eq;
   eq.enc = {2e-9, 2e-9, 2e-9, 2e-9};
