@@ -18,6 +18,7 @@
 
 #include "collectives/shards.hpp"
 #include "collectives/staged.hpp"
+#include "caught.hpp"
 #include "inputs.hpp"
 #include "plan_bounds.hpp"
 
@@ -215,6 +216,23 @@ TEST(UnevenShards, BadEnvironmentRejected) {
     }
     unsetenv(name.c_str());
   }
+}
+
+// Ranks that disagree on balancing (rank 0 has it on through the environment) all fail with
+// Mismatch naming the field, rather than cutting different layouts.
+TEST(UnevenShards, SettingAgreedAcrossRanks) {
+  gradwire::Communicator comm(MPI_COMM_WORLD);
+  if (comm.size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  gradwire::PlanConfig cfg;
+  cfg.count = 1000;
+  cfg.codec = "q8";
+  cfg.algorithm = "sra";
+  if (comm.rank() == 0) setenv("GRADWIRE_BALANCE_SHARDS", "1", 1);
+  const gwtest::Caught c = gwtest::catch_error([&] { gradwire::Plan p(comm, cfg); });
+  unsetenv("GRADWIRE_BALANCE_SHARDS");
+  EXPECT_TRUE(c.thrown);
+  EXPECT_EQ(c.code, gradwire::ErrorCode::Mismatch);
+  EXPECT_NE(c.message.find("balance_shards"), std::string::npos) << c.message;
 }
 
 }  // namespace
