@@ -14,6 +14,7 @@
 #include <gradwire/codec.hpp>
 #include <gradwire/communicator.hpp>
 #include <gradwire/error.hpp>
+#include <gradwire/gradwire.h>
 #include <gradwire/plan.hpp>
 
 #include "collectives/shards.hpp"
@@ -216,6 +217,44 @@ TEST(UnevenShards, BadEnvironmentRejected) {
     }
     unsetenv(name.c_str());
   }
+}
+
+// The C ABI's field: 0 by default; 1 makes a balanced plan (a slowed rank: uneven weights),
+// whose result is the exact sum for fp16 on small integers; ranks that differ mismatch.
+TEST(UnevenShards, CAbiField) {
+  gw_plan_config_t cfg;
+  ASSERT_EQ(gw_plan_config_init(&cfg), GW_SUCCESS);
+  EXPECT_EQ(cfg.balance_shards, 0);
+  gw_comm_t comm = nullptr;
+  ASSERT_EQ(gw_comm_create(MPI_COMM_WORLD, &comm), GW_SUCCESS);
+  int P = 1, me = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  MPI_Comm_rank(MPI_COMM_WORLD, &me);
+  const std::size_t n = 5000;
+  cfg.count = n;
+  cfg.codec = "fp16";
+  cfg.algorithm = "sra";
+  cfg.balance_shards = 1;
+  const std::string slow = std::to_string(P - 1) + ":8";
+  setenv("GRADWIRE_SLOW_RANK", slow.c_str(), 1);
+  gw_plan_t plan = nullptr;
+  ASSERT_EQ(gw_plan_create(comm, &cfg, &plan), GW_SUCCESS);
+  unsetenv("GRADWIRE_SLOW_RANK");
+  std::vector<float> x(n), y(n);
+  for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<int>((i + 5 * me) % 31) - 15);
+  ASSERT_EQ(gw_plan_run(plan, x.data(), y.data()), GW_SUCCESS);
+  for (std::size_t i = 0; i < n; ++i) {
+    double sum = 0;
+    for (int r = 0; r < P; ++r) sum += static_cast<int>((i + 5 * r) % 31) - 15;
+    ASSERT_EQ(y[i], static_cast<float>(sum)) << "element " << i;
+  }
+  EXPECT_EQ(gw_plan_destroy(&plan), GW_SUCCESS);
+  // The field reaches the plan: ranks that set it differently are a mismatch.
+  if (P > 1) {
+    cfg.balance_shards = me == 0 ? 1 : 0;
+    EXPECT_EQ(gw_plan_create(comm, &cfg, &plan), GW_MISMATCH);
+  }
+  EXPECT_EQ(gw_comm_destroy(&comm), GW_SUCCESS);
 }
 
 // Ranks that disagree on balancing (rank 0 has it on through the environment) all fail with
