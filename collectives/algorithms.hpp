@@ -44,7 +44,8 @@ struct AlgoParams {
   bool error_feedback = false;
   std::uint64_t seed = 0;
   Dgc* dgc = nullptr;  // top-k plans with DGC options: per-step density, momentum masking
-  std::vector<double> shard_weights;  // SRA: owned shards by these weights (collectives/shards.hpp); empty: even
+  // SRA: owned shards sized by these weights (collectives/shards.hpp); empty: even.
+  std::vector<double> shard_weights;
 };
 
 // Allreduce of float32 by the engine's allreduce (16-bit floats: pre-divided for avg).

@@ -17,11 +17,12 @@
 
 namespace gradwire::coll {
 
-// Shard boundaries (P + 1 offsets) cut at multiples of `unit` (a codec bucket: chunks cut there
-// encode exactly as the whole would). Empty weights: the even split, rank r from
-// unit * floor(units * r / P). Otherwise rank r's share is weights[r] / sum(weights) of the
-// units (boundaries rounded to the nearest unit); a share may round to nothing (a rank then owns no shard). Bad weights (not P of
-// them, or any not finite or <= 0) are InvalidArgument, naming which.
+// Shard boundaries (P + 1 offsets) cut at multiples of `unit` (a codec bucket: chunks cut at
+// bucket multiples encode exactly as the whole would). Empty weights: the even split, rank r
+// from unit * floor(units * r / P). Otherwise rank r's share is weights[r] / sum(weights) of
+// the units, boundaries rounded to the nearest unit; a share may round to nothing (that rank
+// then owns no shard). Bad weights (not P of them, or any not finite or <= 0) are
+// InvalidArgument, naming which.
 std::vector<std::size_t> shard_offsets(std::size_t n, std::size_t unit, int P,
                                        const std::vector<double>& weights = {});
 void check_shard_weights(const std::vector<double>& weights, int P);
