@@ -118,9 +118,9 @@ void probe_codec(const Codec& codec, CostInputs& in) {
     slow_down(now_s() - t0);
   };
   enc();  // warm: pages and caches
-  in.enc = median_time(3, enc) / static_cast<double>(n);
+  in.enc = median_time(5, enc) / static_cast<double>(n);
   dec();
-  in.dec = median_time(3, dec) / static_cast<double>(n);
+  in.dec = median_time(5, dec) / static_cast<double>(n);
 }
 
 // Figures kept in this process: link by host key, codec by (host key, spec).

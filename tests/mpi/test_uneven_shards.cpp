@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -132,15 +133,18 @@ TEST(UnevenShards, ModelOfBothLayouts) {
                    gradwire::coll::predict_sra_shards(in, eq, q8, shard_offsets(n, 512, 4, {1, 1, 1, 1})));
 }
 
-// A balanced plan with the last rank slowed on purpose (GRADWIRE_SLOW_RANK): every rank holds
-// the same weights, the slow rank the smallest; fp16 on small integers sums exactly, so the
+// A balanced plan with the last rank slowed on purpose (GRADWIRE_SLOW_RANK, 50x: far beyond
+// what scheduling noise does to a probe on a loaded, oversubscribed host, where 8x was once
+// not enough): every rank holds the same weights, the slow rank the smallest; fp16 on small integers sums exactly, so the
 // result equals the even plan's and the exact sum bit for bit; q8 stays within SRA's bound.
 TEST(UnevenShards, BalancedPlanAgreesAndStaysWithinBound) {
   gradwire::Communicator comm(MPI_COMM_WORLD);
   const int P = comm.size(), me = comm.rank();
-  const std::string slow = std::to_string(P - 1) + ":8";
-  for (const char* codec : {"fp16", "q8"}) {
-    for (std::size_t n : {std::size_t{700}, std::size_t{40000}}) {
+  const std::string slow = std::to_string(P - 1) + ":50";
+  // fp16 at a size where some ranks own nothing at 8 ranks, q8 at several buckets per rank.
+  const std::pair<const char*, std::size_t> cases[] = {{"fp16", 700}, {"q8", 40000}};
+  for (const auto& [codec, n] : cases) {
+    {
       gradwire::PlanConfig cfg;
       cfg.count = n;
       cfg.codec = codec;
@@ -155,7 +159,7 @@ TEST(UnevenShards, BalancedPlanAgreesAndStaysWithinBound) {
       const std::vector<double>& w = bal.stats().shard_weights;
       EXPECT_TRUE(even.stats().shard_weights.empty());
       if (P > 1) {
-        ASSERT_EQ(w.size(), static_cast<std::size_t>(P)) << "a rank slowed 8x left shards even";
+        ASSERT_EQ(w.size(), static_cast<std::size_t>(P)) << "a rank slowed 50x left shards even";
         for (int r = 0; r + 1 < P; ++r) EXPECT_GT(w[r], w[P - 1]) << "rank " << r;
       }
       std::vector<double> all(w.begin(), w.end());
