@@ -50,6 +50,8 @@ struct AlgoParams {
   // Algorithms that take a device executor say so in the registry (device_native).
   exec::Executor* x = &exec::host_executor();
   double timeout_s = 300;  // device executors: the longest wait for their stream
+  // SRA: owned shards sized by these weights (collectives/shards.hpp); empty: even.
+  std::vector<double> shard_weights;
 };
 
 // Allreduce of float32 by the engine's allreduce (16-bit floats: pre-divided for avg).

@@ -59,4 +59,17 @@ CostDecision decide_allreduce(const CostInputs& in, const std::string& compresse
   return d;
 }
 
+CostDecision decide_from_trial(double dense_s, double compressed_s, std::size_t n_trial,
+                               const std::string& compressed, std::size_t n, double margin) {
+  const double scale =
+      n_trial > 0 ? static_cast<double>(n) / static_cast<double>(n_trial) : 1.0;
+  CostDecision d;
+  d.dense_s = dense_s * scale;
+  d.compressed_s = compressed_s * scale;
+  const bool pays = n > 0 && d.compressed_s < (1 - margin) * d.dense_s;
+  d.algorithm = pays ? compressed : "dense";
+  d.predicted_s = pays ? d.compressed_s : d.dense_s;
+  return d;
+}
+
 }  // namespace gradwire::coll

@@ -41,4 +41,13 @@ double predict_allreduce(const CostInputs& in, const std::string& algorithm, con
 CostDecision decide_allreduce(const CostInputs& in, const std::string& compressed,
                               const Codec& codec, std::size_t n, int P, double margin = 0.05);
 
+// What "auto" decides from: whole runs of both candidates timed at n_trial = min(n,
+// kTrialMaxElements) elements (collectives/cost_trial.hpp), agreed across ranks. Above the
+// trial size both times are scaled by n / n_trial (per-element cost at 4 MB, where latency no
+// longer counts). Dense unless the compressed run is faster by more than `margin`.
+constexpr std::size_t kTrialMaxElements = std::size_t{1} << 20;
+CostDecision decide_from_trial(double dense_s, double compressed_s, std::size_t n_trial,
+                               const std::string& compressed, std::size_t n,
+                               double margin = 0.05);
+
 }  // namespace gradwire::coll

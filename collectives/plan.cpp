@@ -5,6 +5,7 @@
 // host buffers (collectives/staging.hpp) and run the same host algorithm.
 #include "gradwire/plan.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +26,9 @@
 #include "collectives/device_path.hpp"
 #include "collectives/registry.hpp"
 #include "collectives/residual_file.hpp"
+#include "collectives/shards.hpp"
+#include "collectives/slowdown.hpp"
+#include "collectives/staged.hpp"
 #include "collectives/staging.hpp"
 #include "comm_impl.hpp"
 #include "device_backend.hpp"
@@ -172,6 +176,8 @@ struct Plan::Impl {
   }
   void agree();
   void check_config();
+  bool balance = false;  // SRA shards by measured speed (PlanConfig::balance_shards or env)
+  void balance_shards(coll::AlgoParams& p);
   std::string arg_error;  // why this rank rejects the configuration (agreed on in agree())
   ErrorCode arg_code = ErrorCode::InvalidArgument;
   void choose();
@@ -189,6 +195,15 @@ struct Plan::Impl {
     detail::agree_on_call(*c, call, k);
   }
   void begin(const void* send, void* recv);
+  // Blocking host runs of a dense float32 plan under the abort policy go through MPI's
+  // blocking allreduce, as the communicator's blocking allreduce does: Open MPI's
+  // non-blocking one is slower below a few MB (11 against 7 us at 8 B, 4 ranks here), and
+  // "auto" choosing dense must cost what MPI_Allreduce costs.
+  bool engine_blocking() const {
+    return cfg.collective == PlanCollective::Allreduce && cfg.memory == Memory::Host &&
+           cfg.dtype == DType::Float32 && !dgc && c->policy == OnTimeout::Abort;
+  }
+  void run_engine_blocking(const void* send, void* recv);
   bool poll();
   [[noreturn]] void run_failed(const Error& e);
   void drop_non_finite_residual() noexcept;
@@ -239,6 +254,7 @@ void Plan::Impl::agree() {
       {"powersgd_rank", cfg.powersgd_rank},
       {"shapes", shapes_hash(cfg.shapes)},
       {"GRADWIRE_DEVICE_STAGING", whole_staging_forced() ? 1u : 0u},
+      {"balance_shards", balance ? 1u : 0u},
       {"device-unavailable", device_error.empty() ? 0u : 1u},
       {"argument-invalid", arg_error.empty() ? 0u : 1u},
       {"codec-invalid", codec_ok ? 0u : 1u},  // last three: flags, not compared
@@ -380,6 +396,7 @@ void Plan::Impl::choose() {
   p.error_feedback = cfg.error_feedback && (!none || name == "powersgd");
   p.seed = cfg.seed;
   p.timeout_s = c->timeout_s;
+  if (balance && name == "sra") balance_shards(p);
   const coll::DgcOptions dopt{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
                               cfg.warmup_steps, cfg.warmup_density};
   if (dopt.any()) {
@@ -442,20 +459,71 @@ void Plan::Impl::choose() {
   }
 }
 
-// "auto" on a flat communicator: dense unless the cost model, from measured (or cached) and
-// agreed figures, predicts that compression pays (collectives/cost_model.hpp).
+// "auto" on a flat communicator: dense unless the cost model, from whole runs of both
+// candidates timed here (or cached) and agreed, predicts that compression pays
+// (collectives/cost_model.hpp, cost_trial.hpp).
 void Plan::Impl::decide_by_cost(std::string& name) {
-  detail::bounded_arrival(*c, call);  // the probe's blocking calls then meet no late peer
+  detail::bounded_arrival(*c, call);  // the trial's blocking calls then meet no late peer
   detail::Armed guard(c->watch, c->timeout_s, call);
-  const Codec codec(spec);
-  const coll::CostMeasurement m = coll::measure_costs(
-      c->comm, codec, [&](int rc, const char* what) { c->check_mpi(rc, call, what); });
-  const coll::CostDecision d = coll::decide_allreduce(m.in, name, codec, cfg.count, c->size);
+  if (cfg.count == 0) {  // nothing to compress
+    name = "dense";
+    return;
+  }
+  auto check = [&](int rc, const char* what) { c->check_mpi(rc, call, what); };
+  const std::size_t n = std::min(cfg.count, coll::kTrialMaxElements);
+  const std::string what = name + "/" + spec.to_string() + "/ef" +
+                           (cfg.error_feedback ? "1" : "0") + "/" +
+                           (cfg.op == ReduceOp::Avg ? "avg" : "sum");
+  const coll::TrialMeasurement m = coll::measure_trial(
+      c->comm, what, n,
+      [&] {
+        // On a duplicate: the trial's messages meet nothing else.
+        MPI_Comm tc = MPI_COMM_NULL;
+        check(MPI_Comm_dup(c->comm, &tc), "MPI_Comm_dup");
+        MPI_Comm_set_errhandler(tc, MPI_ERRORS_RETURN);
+        struct Free {
+          MPI_Comm& m;
+          ~Free() { MPI_Comm_free(&m); }
+        } free_tc{tc};
+        detail::MpiTransport tt(tc, 4 * c->size + 8, *c, call);
+        coll::AlgoParams q;
+        q.count = n;
+        q.op = cfg.op;
+        q.codec = spec;
+        q.error_feedback = cfg.error_feedback;
+        q.seed = cfg.seed;
+        // Small runs are cheap and noisy: more of them.
+        const int reps = n <= (std::size_t{1} << 16) ? 9 : 5;
+        return coll::time_candidates(
+            tt, q, name, reps, [&] { check(MPI_Barrier(tc), "MPI_Barrier"); },
+            [&](coll::Algorithm& a) {
+              detail::poll_until_done(*c, call, c->policy, [&] { return a.progress(); });
+            },
+            engine_blocking() ? coll::DenseRun([&](const float* in, float* out, std::size_t k) {
+              check(MPI_Allreduce(in, out, static_cast<int>(k), MPI_FLOAT, MPI_SUM, tc),
+                    "MPI_Allreduce");
+            })
+                              : coll::DenseRun());
+      },
+      check);
+  const coll::CostDecision d =
+      coll::decide_from_trial(m.dense_s, m.compressed_s, n, name, cfg.count);
   name = d.algorithm;
   stats.predicted_s = d.predicted_s;
   stats.predicted_dense_s = d.dense_s;
   stats.predicted_compressed_s = d.compressed_s;
   stats.cost_source = m.source;
+}
+
+// Uneven ranks: every rank's codec speed, measured here and gathered (identical everywhere),
+// sizes the owned shards (collectives/shards.hpp); nearly equal speeds keep the even split.
+void Plan::Impl::balance_shards(coll::AlgoParams& p) {
+  detail::bounded_arrival(*c, call);
+  detail::Armed guard(c->watch, c->timeout_s, call);
+  const coll::RankCosts rc = coll::gather_rank_costs(
+      c->comm, Codec(spec), [&](int rc, const char* what) { c->check_mpi(rc, call, what); });
+  p.shard_weights = coll::shard_weights(rc);
+  stats.shard_weights = p.shard_weights;
 }
 
 void Plan::Impl::check_run(const void* send, void* recv) {
@@ -485,6 +553,27 @@ void Plan::Impl::begin(const void* send, void* recv) {
     in_flight = false;
     run_failed(e);
   }
+}
+
+void Plan::Impl::run_engine_blocking(const void* send, void* recv) {
+  t0 = now_s();
+  c->board.enter(detail::ProgressBoard::PlanRun);
+  {
+    detail::Armed guard(c->watch, c->timeout_s, call);
+    c->check_mpi(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv,
+                               static_cast<int>(cfg.count), MPI_FLOAT, MPI_SUM, comm),
+                 call, "MPI_Allreduce");
+  }
+  if (cfg.op == ReduceOp::Avg) coll::scale(static_cast<float*>(recv), cfg.count, c->size);
+  ++step;
+  stats.logical_bytes = cfg.count * sizeof(float);
+  // Counted as the transport counts an allreduce: 2 (P-1)/P of the buffer.
+  stats.wire_bytes = c->size > 1 ? 2 * (static_cast<std::size_t>(c->size) - 1) * cfg.count *
+                                       sizeof(float) / static_cast<std::size_t>(c->size)
+                                 : 0;
+  stats.encode_s = stats.decode_s = 0;
+  stats.total_s = now_s() - t0;
+  stats.transfer_s = stats.total_s;
 }
 
 // A run that failed on this rank: the plan is unusable; the other ranks' timeout messages
@@ -576,6 +665,12 @@ void Plan::Impl::check_config() {
                " elements in all, so that every message size fits MPI's int count); split the "
                "buffer into several plans");
   }
+  try {  // the environment: GRADWIRE_BALANCE_SHARDS, GRADWIRE_SLOW_RANK
+    balance = coll::balance_shards_setting(cfg.balance_shards);
+    (void)coll::codec_slowdown();
+  } catch (const Error& e) {
+    reject(e.code(), e.what());
+  }
 }
 
 void Plan::Impl::drop_non_finite_residual() noexcept {
@@ -604,6 +699,8 @@ void Plan::run(const void* send, void* recv) {
   if (p.cfg.memory == Memory::Device) return p.run_device(send, recv, nullptr, true);
   p.check_run(send, recv);
   p.check_agreement();
+  if (p.stats.algorithm == "dense" && p.engine_blocking() && p.cfg.count > 0)
+    return p.run_engine_blocking(send, recv);
   p.begin(send, recv);
   p.wait_blocking(p.c->policy);
 }

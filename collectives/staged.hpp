@@ -10,6 +10,7 @@
 
 #include "collectives/algorithms.hpp"
 #include "collectives/run_error.hpp"
+#include "collectives/slowdown.hpp"
 #include "transport/element_ops.hpp"
 
 namespace gradwire::coll {
@@ -26,7 +27,10 @@ inline double now_s() {
 // Adds the time of a scope to a counter (encode_s / decode_s).
 struct Timed {
   explicit Timed(double& acc) : acc_(acc), t0_(now_s()) {}
-  ~Timed() { acc_ += now_s() - t0_; }
+  ~Timed() {
+    slow_down(now_s() - t0_);  // GRADWIRE_SLOW_RANK (benchmarks); nothing when unset
+    acc_ += now_s() - t0_;
+  }
   double& acc_;
   double t0_;
 };

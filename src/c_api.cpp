@@ -313,6 +313,7 @@ gw_status_t gw_plan_config_init(gw_plan_config_t* config) {
     c.powersgd_rank = 4;
     c.shape_count = 0;
     c.shapes = nullptr;
+    c.balance_shards = 0;
   });
 }
 
@@ -346,6 +347,7 @@ gw_status_t gw_plan_create(gw_comm_t comm, const gw_plan_config_t* config, gw_pl
       throw CError{GW_INVALID_ARGUMENT, "shape_count is non-zero and shapes is NULL"};
     for (std::size_t i = 0; i < in.shape_count; ++i)
       cfg.shapes.push_back({in.shapes[2 * i], in.shapes[2 * i + 1]});
+    cfg.balance_shards = in.balance_shards != 0;
     *out = new gw_plan_s{gradwire::Plan(c, cfg)};
   });
 }

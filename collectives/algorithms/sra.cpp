@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "collectives/run_error.hpp"
+#include "collectives/shards.hpp"
 #include "gradwire/error.hpp"
 
 namespace gradwire::coll {
@@ -23,7 +24,7 @@ class Sra final : public Staged {
     const int P = t.size();
     me_ = t.rank();
     const std::size_t unit = codec_.bucket_size() ? codec_.bucket_size() : 1;
-    off_ = chunk_offsets(p.count, unit, P);
+    off_ = shard_offsets(p.count, unit, P, p.shard_weights);  // even unless balanced
     cap_.resize(static_cast<std::size_t>(P));
     moff_.resize(static_cast<std::size_t>(P) + 1, 0);
     for (int r = 0; r < P; ++r) {

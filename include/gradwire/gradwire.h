@@ -184,6 +184,8 @@ typedef struct gw_plan_config {
   uint32_t powersgd_rank;  /* 4 */
   size_t shape_count;      /* matrices back to back from element 0; 0 */
   const size_t* shapes;    /* 2 * shape_count values: rows, cols of each; NULL */
+  /* 1: SRA's owned shards sized by each rank's measured codec speed (uneven ranks); 0 */
+  int balance_shards;
 } gw_plan_config_t;
 
 typedef struct gw_plan_stats {

@@ -62,6 +62,12 @@ struct PlanConfig {
   // elements after the last matrix travel dense.
   std::uint32_t powersgd_rank = 4;
   std::vector<MatrixShape> shapes;
+
+  // Uneven ranks (algorithm sra, also when "auto" chooses it): each rank's owned shard sized
+  // by its measured codec speed, agreed across ranks, so a slower rank reduces less
+  // (docs/compressed-collectives.md, "Uneven ranks"). GRADWIRE_BALANCE_SHARDS=0|1 overrides.
+  // Results stay within the same bound; reduce-scatter plans keep count elements per rank.
+  bool balance_shards = false;
 };
 
 // What the last run did (per rank).
@@ -89,13 +95,16 @@ struct PlanStats {
   double predicted_s = 0;             // of the algorithm chosen
   double predicted_dense_s = 0;       // of the engine's dense allreduce
   double predicted_compressed_s = 0;  // of the compressed algorithm (sra, sparse-allgather)
-  std::string cost_source;            // "link:<src> codec:<src>", src = probe|memory|cache-file
+  std::string cost_source;            // "trial:<src>", src = probe|memory|cache-file
   // Where the codec ran, fixed at construction: "host" (host plans, and device plans staged
   // whole through host memory) or "cuda" (device plans on the GPU: the kernels on a stream).
   std::string executor;
   // Device plans: bytes copied between device and host memory in the last run (whole-buffer
   // staging: the buffer down and the result up; "mpi+staged-compressed": only messages).
   std::size_t pcie_bytes = 0;
+  // Balanced sra plans: the agreed weight of each rank's shard (fastest 16); empty: even
+  // shards (not balanced, or no rank slower than the fastest by more than 20 %).
+  std::vector<double> shard_weights;
 };
 
 class Plan {

@@ -143,7 +143,7 @@ TEST(CostModel, AgreementGivesEveryRankTheSameChoice) {
 TEST(CostModel, AutoPlanAgreesAcrossRanks) {
   Communicator comm(MPI_COMM_WORLD);
   for (const char* codec : {"q8", "topk:0.01"}) {
-    for (std::size_t n : {std::size_t{16}, std::size_t{1} << 18}) {
+    for (std::size_t n : {std::size_t{16}, std::size_t{1} << 14}) {
       PlanConfig cfg;
       cfg.count = n;
       cfg.codec = codec;
@@ -151,7 +151,7 @@ TEST(CostModel, AutoPlanAgreesAcrossRanks) {
       const gradwire::PlanStats& s = plan.stats();
       EXPECT_TRUE(s.algorithm == "dense" || s.algorithm == (std::string(codec) == "q8" ? "sra" : "sparse-allgather"))
           << s.algorithm;
-      EXPECT_FALSE(s.cost_source.empty());
+      EXPECT_EQ(s.cost_source.rfind("trial:", 0), 0u) << s.cost_source;
       EXPECT_GT(s.predicted_s, 0.0);
       EXPECT_TRUE(s.predicted_s == s.predicted_dense_s || s.predicted_s == s.predicted_compressed_s);
       char buf[128];
@@ -178,9 +178,9 @@ TEST(CostModel, AutoPlanAgreesAcrossRanks) {
   EXPECT_TRUE(none.stats().cost_source.empty());
 }
 
-// GRADWIRE_COST_CACHE: figures read from the file (keyed by host set and rank count) decide
-// instead of a probe: a fast link there makes "auto" dense, a slow one compressed. A probe
-// appends what it measured.
+// GRADWIRE_COST_CACHE: trial times read from the file (keyed by host set and rank count,
+// the candidate and the trial size) decide instead of a trial: a slow compressed run there
+// makes "auto" dense, a fast one compressed. A trial appends what it measured.
 TEST(CostModel, CacheFileDecides) {
   Communicator comm(MPI_COMM_WORLD);
   const int me = comm.rank();
@@ -188,14 +188,18 @@ TEST(CostModel, CacheFileDecides) {
   MPI_Bcast(&pid, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
   const std::string path = "/tmp/gradwire_cost_" + std::to_string(pid);
   const std::string key = gradwire::coll::cost_cache_key(MPI_COMM_WORLD, kCheck);
-  const std::size_t n = std::size_t{1} << 22;
-  auto write = [&](const CostInputs& in) {
+  const std::size_t n = std::size_t{1} << 22;  // above the trial size: figures scaled by 4
+  const std::size_t nt = gradwire::coll::kTrialMaxElements;
+  const std::string what = "sra/" + gradwire::parse_codec("q8").to_string() + "/ef1/sum";
+  auto write = [&](double dense_s, double comp_s) {
     if (me == 0) {
       std::ofstream f(path, std::ios::trunc);
-      f << "gradwire-cost-v1 " << key << " link " << in.alpha << " " << in.beta << " "
-        << in.dense_a << " " << in.dense_b << "\n";
-      f << "gradwire-cost-v1 " << key << " codec " << gradwire::parse_codec("q8").to_string() << " " << in.enc << " " << in.dec << "\n";
-      f << "gradwire-cost-v1 0000000000000000 " << comm.size() << " link 1 1 1 1\n";  // other hosts
+      f << "gradwire-cost-v1 " << key << " trial " << what << " " << nt << " " << dense_s << " "
+        << comp_s << "\n";
+      // Other hosts, another trial size: not used.
+      f << "gradwire-cost-v1 0000000000000000 " << comm.size() << " trial " << what << " " << nt
+        << " 1 1e-9\n";
+      f << "gradwire-cost-v1 " << key << " trial " << what << " " << nt / 2 << " 1 1e-9\n";
     }
     MPI_Barrier(MPI_COMM_WORLD);
   };
@@ -203,33 +207,55 @@ TEST(CostModel, CacheFileDecides) {
   PlanConfig cfg;
   cfg.count = n;
   cfg.codec = "q8";
-  write(fast_link());
+  write(0.010, 0.020);
   {
     Plan p(comm, cfg);
     EXPECT_EQ(p.stats().algorithm, "dense");
-    EXPECT_EQ(p.stats().cost_source, "link:cache-file codec:cache-file");
-    EXPECT_NEAR(p.stats().predicted_dense_s, 5e-6 + 1e-9 * static_cast<double>(n), 1e-12);
+    EXPECT_EQ(p.stats().cost_source, "trial:cache-file");
+    EXPECT_NEAR(p.stats().predicted_dense_s, 0.040, 1e-12);
+    EXPECT_NEAR(p.stats().predicted_compressed_s, 0.080, 1e-12);
   }
-  write(slow_link());
-  if (comm.size() > 1) {
-    Plan p(comm, cfg);
-    EXPECT_EQ(p.stats().algorithm, "sra");
-    EXPECT_EQ(p.stats().cost_source, "link:cache-file codec:cache-file");
-  }
-  // A codec the file lacks is probed and appended.
-  cfg.codec = "q4:bucket=320";
+  write(0.020, 0.005);
   {
     Plan p(comm, cfg);
-    EXPECT_NE(p.stats().cost_source.find("codec:probe"), std::string::npos) << p.stats().cost_source;
+    EXPECT_EQ(p.stats().algorithm, "sra");
+    EXPECT_EQ(p.stats().cost_source, "trial:cache-file");
+    EXPECT_NEAR(p.stats().predicted_s, 0.020, 1e-12);
+  }
+  // A codec the file lacks is tried (at a small size: the test stays quick) and appended.
+  cfg.codec = "q4:bucket=320";
+  cfg.count = 4096;
+  {
+    Plan p(comm, cfg);
+    EXPECT_EQ(p.stats().cost_source, "trial:probe");
   }
   MPI_Barrier(MPI_COMM_WORLD);
   std::ifstream f(path);
   const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   const std::string q4 = gradwire::parse_codec("q4:bucket=320").to_string();
-  EXPECT_NE(text.find(key + " codec " + q4 + " "), std::string::npos) << text;
+  EXPECT_NE(text.find(key + " trial sra/" + q4 + "/ef1/sum 4096 "),
+            std::string::npos)
+      << text;
   unsetenv("GRADWIRE_COST_CACHE");
   MPI_Barrier(MPI_COMM_WORLD);
   if (me == 0) std::remove(path.c_str());
+}
+
+// The decision from trial times: scaled above the trial size, dense within the margin, and
+// dense for an empty buffer.
+TEST(CostModel, DecisionFromTrial) {
+  using gradwire::coll::decide_from_trial;
+  auto d = decide_from_trial(0.010, 0.004, 1000, "sra", 4000);
+  EXPECT_EQ(d.algorithm, "sra");
+  EXPECT_DOUBLE_EQ(d.dense_s, 0.040);
+  EXPECT_DOUBLE_EQ(d.compressed_s, 0.016);
+  EXPECT_DOUBLE_EQ(d.predicted_s, 0.016);
+  d = decide_from_trial(0.010, 0.0096, 1000, "sra", 1000);  // 4 % faster: within the margin
+  EXPECT_EQ(d.algorithm, "dense");
+  EXPECT_DOUBLE_EQ(d.predicted_s, 0.010);
+  EXPECT_EQ(decide_from_trial(0.010, 0.0090, 1000, "sparse-allgather", 1000).algorithm,
+            "sparse-allgather");
+  EXPECT_EQ(decide_from_trial(0.010, 0.020, 1000, "sra", 1000).algorithm, "dense");
 }
 
 }  // namespace
