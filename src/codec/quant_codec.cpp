@@ -383,6 +383,109 @@ GW_TARGET_AVX2 void chunk_avx2(const float* v, const std::uint16_t* r, std::uint
   }
   if constexpr (B != 8) pack_codes<B>(q, m, out);
 }
+
+// GCC 12 warns that the unmasked AVX-512 intrinsics read _mm512_undefined (a false positive,
+// GCC PR 105593); the Philox above uses the all-lanes masked forms instead, these have none.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// The same chunk with AVX-512F, 16 elements per register (same operations, same bits:
+// max/min have the AVX2 forms' operand semantics); codes narrow with vpmovdb.
+template <bool kStoch, bool kEF>
+GW_TARGET_AVX512 inline __m512i codes16_avx512(const float* v, const std::uint16_t* r, __m512 lo,
+                                               __m512 inv, __m512 lf, __m512 step, float* res) {
+  const __m512 x = _mm512_loadu_ps(v);
+  __m512 t = _mm512_mul_ps(_mm512_sub_ps(x, lo), inv);
+  t = _mm512_max_ps(t, _mm512_setzero_ps());  // t > 0 ? t : 0
+  t = _mm512_min_ps(t, lf);                   // t < L ? t : L
+  __m512i q;
+  if constexpr (kStoch) {
+    const __m512i t17 = _mm512_cvttps_epi32(_mm512_mul_ps(t, _mm512_set1_ps(131072.0f)));
+    const __m512i r16 = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r)));
+    const __m512i r2 = _mm512_or_si512(_mm512_slli_epi32(r16, 1), _mm512_set1_epi32(1));
+    q = _mm512_srli_epi32(_mm512_add_epi32(t17, r2), 17);
+  } else {
+    q = _mm512_cvttps_epi32(_mm512_add_ps(t, _mm512_set1_ps(0.5f)));
+  }
+  if constexpr (kEF) {
+    _mm512_storeu_ps(res, _mm512_sub_ps(x, _mm512_add_ps(lo, _mm512_mul_ps(_mm512_cvtepi32_ps(q), step))));
+  }
+  return q;
+}
+
+// Sixteen codes (lane j < 2^B) packed as pack_codes<B> does, 2B bytes at out. In a 64-bit
+// lane (even code low, odd code high), lane | lane >> (32 - B) puts odd << B beside even in the
+// low byte; narrowing moves then collect the low bytes (B = 2 pairs twice); B = 1 is the
+// nonzero mask itself.
+template <std::uint32_t B>
+GW_TARGET_AVX512 inline void store_codes16(__m512i c, std::byte* out) {
+  if constexpr (B == 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(c));
+  } else if constexpr (B == 4) {
+    const __m512i y = _mm512_or_si512(c, _mm512_srli_epi64(c, 28));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm512_cvtepi64_epi8(y));
+  } else if constexpr (B == 2) {
+    const __m256i y = _mm512_cvtepi64_epi32(_mm512_or_si512(c, _mm512_srli_epi64(c, 30)));
+    const __m256i z = _mm256_or_si256(y, _mm256_srli_epi64(y, 28));
+    const int bytes = _mm_cvtsi128_si32(_mm256_cvtepi64_epi8(z));
+    std::memcpy(out, &bytes, 4);
+  } else {
+    const std::uint16_t bits = static_cast<std::uint16_t>(_mm512_test_epi32_mask(c, c));
+    std::memcpy(out, &bits, 2);
+  }
+}
+
+template <std::uint32_t B, bool kStoch, bool kEF>
+GW_TARGET_AVX512 void chunk_avx512(const float* v, const std::uint16_t* r, std::uint32_t m,
+                                   math::Grid g, float lf, float* res, std::byte* out) {
+  const __m512 lo = _mm512_set1_ps(g.lo), inv = _mm512_set1_ps(g.inv), lv = _mm512_set1_ps(lf);
+  const __m512 st = _mm512_set1_ps(g.step);
+  std::uint32_t i = 0;
+  for (; i + 16 <= m; i += 16) {
+    const __m512i c = codes16_avx512<kStoch, kEF>(v + i, r + i, lo, inv, lv, st, kEF ? res + i : nullptr);
+    store_codes16<B>(c, out + i * B / 8);
+  }
+  if (i == m) return;
+  std::uint8_t q[16];  // the tail (the slice's last bucket): i is a multiple of 16, byte aligned
+  for (std::uint32_t j = 0; i + j < m; ++j) {
+    const std::uint32_t code = grid_code<kStoch>(v, r, i + j, g, lf);
+    q[j] = static_cast<std::uint8_t>(code);
+    if constexpr (kEF) res[i + j] = v[i + j] - math::dequantize(code, g);
+  }
+  pack_codes<B>(q, m - i, out + i * B / 8);
+}
+
+// A quantizer's bucket range with AVX-512F: min, max and the max |v| bits (what a grid and
+// the finiteness check need; not sign's |v| sum, whose lane order is fixed at 8). min/max are
+// exact in any order and lanes, so the bits are math::bucket_stats' lo, hi, amax.
+template <bool kEF>
+GW_TARGET_AVX512 math::BucketStats range_avx512(const float* x, const float* e, std::uint32_t n) {
+  __m512 lo = _mm512_set1_ps(3.4028234663852886e38f), hi = _mm512_set1_ps(-3.4028234663852886e38f);
+  __m512i am = _mm512_setzero_si512();
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+  std::uint32_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(x + i);
+    if constexpr (kEF) v = _mm512_add_ps(v, _mm512_loadu_ps(e + i));
+    lo = _mm512_min_ps(v, lo);  // v < lo ? v : lo (NaN v keeps lo)
+    hi = _mm512_max_ps(v, hi);
+    am = _mm512_max_epu32(am, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+  }
+  math::BucketStats r{_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), _mm512_reduce_max_epu32(am), 0.0f};
+  for (; i < n; ++i) {
+    float v = x[i];
+    if constexpr (kEF) v += e[i];
+    r.lo = v < r.lo ? v : r.lo;
+    r.hi = v > r.hi ? v : r.hi;
+    const std::uint32_t a = math::abs_bits(v);
+    r.amax = a > r.amax ? a : r.amax;
+  }
+  r.lo += 0.0f;  // -0 -> +0, as math::bucket_stats
+  r.hi += 0.0f;
+  return r;
+}
+#pragma GCC diagnostic pop
 #endif
 
 // Software prefetch of the input (and residual) kPrefetch elements past the bucket that is
@@ -411,7 +514,7 @@ void quantize_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* scale
   const float lf = static_cast<float>(levels);
   const bool absmax = spec.scale == ScaleMode::AbsMax;
   const KernelLevel level = kernel_level();
-  const bool avx2 = level >= KernelLevel::Avx2;
+  const bool avx2 = level >= KernelLevel::Avx2, avx512 = level >= KernelLevel::Avx512;
   alignas(64) std::uint16_t r[kRandBits];
   alignas(32) float vb[kChunk];
   std::size_t b = 0;
@@ -425,7 +528,12 @@ void quantize_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* scale
     math::BucketStats st;
     if constexpr (kF32) {
       prefetch_ahead<kEF>(src.x, a.residual, s, n, a.count);
-      st = float_range<kEF>(avx2, src.x + s, kEF ? a.residual + s : nullptr, n);
+#if GW_HAVE_AVX2_KERNELS
+      if (avx512) {
+        st = range_avx512<kEF>(src.x + s, kEF ? a.residual + s : nullptr, n);
+      } else
+#endif
+        st = float_range<kEF>(avx2, src.x + s, kEF ? a.residual + s : nullptr, n);
     } else {
       st = math::bucket_stats([&](std::uint32_t i) { return src(s + i); }, n);
     }
@@ -463,6 +571,10 @@ void quantize_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* scale
       float* res = kEF ? a.residual + base : nullptr;
       std::byte* out = payload + base * B / 8;
 #if GW_HAVE_AVX2_KERNELS
+      if (avx512) {
+        chunk_avx512<B, kStoch, kEF>(v, bits, m, g, lf, res, out);
+        continue;
+      }
       if (avx2) {
         chunk_avx2<B, kStoch, kEF>(v, bits, m, g, lf, res, out);
         continue;
