@@ -68,8 +68,8 @@ GW_HD std::uint32_t philox_word(std::uint64_t seed, std::uint64_t step, Stream s
 // one Philox block of the Rounding stream serves eight elements. Element g takes block g/8,
 // word (g/2) % 4, its low half for even g and its high half for odd g; i.e. half-word g % 8
 // of the block read as little-endian 16-bit words. Why 16 and not 32: the rounding needs
-// only 16 bits to be unbiased to within 2^-17 of a step (quant.hpp), which is below the
-// float error of the grid position itself, and Philox is most of the encoder's time.
+// only 16 bits to be unbiased to within 2^-17 of a step (quant.hpp), of the order of the
+// float error of the grid position itself, and Philox was most of the encoder's time.
 GW_HD std::uint32_t rounding_bits(std::uint64_t seed, std::uint64_t step, std::uint64_t g) {
   const std::uint32_t w = philox_block(seed, step, Stream::Rounding, g >> 3).v[(g >> 1) & 3u];
   return (g & 1u) ? w >> 16 : w & 0xffffu;
