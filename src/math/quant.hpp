@@ -65,7 +65,8 @@ GW_HD std::uint32_t round_nearest(float t) {
 GW_HD std::uint32_t round_stochastic(float t, std::uint32_t r) {
   const std::int32_t f = static_cast<std::int32_t>(t);  // floor, as t >= 0
   const float frac = t - static_cast<float>(f);
-  const auto F = static_cast<std::uint32_t>(frac * 131072.0f);  // floor(2^17 frac) < 2^17
+  // floor(2^17 frac) < 2^17, converted as a signed int (vectorizes on SSE2, as uint32 does not)
+  const auto F = static_cast<std::uint32_t>(static_cast<std::int32_t>(frac * 131072.0f));
   return static_cast<std::uint32_t>(f) + ((F + 2u * (r & 0xffffu) + 1u) >> 17);
 }
 
