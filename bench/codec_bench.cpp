@@ -4,7 +4,8 @@
 //
 // vs_memcpy compares wall-clock times; vs_memcpy_cpu compares this thread's CPU time, which
 // on a machine shared with other jobs is far less noisy (it still sees their cache and
-// memory-bandwidth pressure, not the time slices they take).
+// memory-bandwidth pressure, not the time slices they take). srbits/N: the stochastic-rounding
+// random bits alone for N bytes of float32 (what the SR encoders spend on Philox).
 //
 //   gw_codec_bench                                   # full sweep (bench/results/codec-cpu.md)
 //   gw_codec_bench --benchmark_filter='/(q8|fp16)/1048576$' --benchmark_min_time=0.05  # smoke
@@ -18,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "codec/rounding_words.hpp"
 #include "gradwire/codec.hpp"
 
 namespace {
@@ -121,6 +123,26 @@ void bm_decode(benchmark::State& state, const std::string& spec) {
   report(state, bytes, sw.elapsed());
 }
 
+// Stochastic rounding's random bits alone (16 per element, codec/rounding_words.hpp) for the
+// elements of `bytes` of float32 input, in the codec's chunks of 256: how much of an SR
+// encoder's time the generator takes (compare encode/q8 and encode/q8:round=nearest).
+void bm_rounding_bits(benchmark::State& state) {
+  const std::size_t n = static_cast<std::size_t>(state.range(0)) / 4;
+  alignas(64) std::uint16_t r[gradwire::detail::kRoundingBits];
+  std::uint64_t step = 0;
+  std::uint32_t sink = 0;
+  const Stopwatch sw;
+  for (auto _ : state) {
+    ++step;
+    for (std::size_t g = 0; g < n; g += gradwire::detail::kRoundingChunk) {
+      gradwire::detail::rounding_bits(7, step, g, gradwire::detail::kRoundingChunk, r);
+      sink += r[g & 255u];
+    }
+    benchmark::DoNotOptimize(sink);
+  }
+  report(state, static_cast<std::size_t>(state.range(0)), sw.elapsed());
+}
+
 void bm_memcpy(benchmark::State& state) {
   const std::size_t bytes = static_cast<std::size_t>(state.range(0));
   std::vector<char> a(bytes, 1), b(bytes, 2);
@@ -141,6 +163,7 @@ int register_all() {
     b->RangeMultiplier(4)->Range(1 << 20, 256 << 20)->UseRealTime()->Unit(benchmark::kMillisecond);
   };
   sizes(benchmark::RegisterBenchmark("memcpy", bm_memcpy));
+  sizes(benchmark::RegisterBenchmark("srbits", bm_rounding_bits));
   for (const char* s : kSpecs) {
     sizes(benchmark::RegisterBenchmark((std::string("encode/") + s).c_str(), bm_encode, std::string(s)));
     sizes(benchmark::RegisterBenchmark((std::string("decode/") + s).c_str(), bm_decode, std::string(s)));

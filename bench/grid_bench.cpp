@@ -52,7 +52,7 @@ void BM_GridQuantizeScalarPhilox(benchmark::State& st) {
       const auto g = gradwire::math::grid_minmax(in.lo[b], in.hi[b], Input::kLevels);
       in.q[i] = gradwire::math::round_stochastic(
           gradwire::math::grid_position(in.x[i], g, lf),
-          gradwire::math::philox_word(1, step, gradwire::math::Stream::Rounding, i));
+          gradwire::math::rounding_bits(1, step, i));
     }
     ++step;
     benchmark::DoNotOptimize(in.q.data());

@@ -213,23 +213,22 @@ __device__ inline float combine8(float s) {
   return s;
 }
 
-// The Philox words of global elements g0 .. g0+3 (one block when g0 % 4 == 0, else two).
-__device__ inline void rounding_words(std::uint64_t seed, std::uint64_t step, std::uint64_t g0, std::uint32_t w[4]) {
-  const math::U32x4 a = math::philox_block(seed, step, math::Stream::Rounding, g0 >> 2);
-  const unsigned k = static_cast<unsigned>(g0 & 3u);
-  if (k == 0) {
-    w[0] = a.v[0], w[1] = a.v[1], w[2] = a.v[2], w[3] = a.v[3];
-    return;
-  }
-  const math::U32x4 b = math::philox_block(seed, step, math::Stream::Rounding, (g0 >> 2) + 1);
-  const std::uint32_t all[8] = {a.v[0], a.v[1], a.v[2], a.v[3], b.v[0], b.v[1], b.v[2], b.v[3]};
+// The stochastic-rounding bits of global elements g0 .. g0+3 (math::rounding_bits: half-word
+// g % 8 of block g / 8): one Philox block when g0 % 8 <= 4, else two.
+__device__ inline void rounding_bits4(std::uint64_t seed, std::uint64_t step, std::uint64_t g0, std::uint32_t w[4]) {
+  const math::U32x4 a = math::philox_block(seed, step, math::Stream::Rounding, g0 >> 3);
+  const unsigned k = static_cast<unsigned>(g0 & 7u);
+  math::U32x4 b{{0u, 0u, 0u, 0u}};
+  if (k > 4) b = math::philox_block(seed, step, math::Stream::Rounding, (g0 >> 3) + 1);
+  const std::uint32_t all[6] = {a.v[0], a.v[1], a.v[2], a.v[3], b.v[0], b.v[1]};
 #pragma unroll
   for (unsigned c = 0; c < 4; ++c) {
+    const unsigned h = k + c;  // half-word of the pair (a, b), < 11
     // Selects rather than an indexed load, so `all` stays in registers.
-    std::uint32_t r = all[c];
+    std::uint32_t word = all[0];
 #pragma unroll
-    for (unsigned d = 1; d < 4; ++d) r = k == d ? all[c + d] : r;
-    w[c] = r;
+    for (unsigned d = 1; d < 6; ++d) word = (h >> 1) == d ? all[d] : word;
+    w[c] = (h & 1u) ? word >> 16 : word & 0xffffu;
   }
 }
 
@@ -256,7 +255,7 @@ __device__ inline void emit4(const QArgs& a, const BucketGrid& bg, std::size_t i
     }
   } else {
     std::uint32_t w[4] = {0, 0, 0, 0};
-    if (a.stochastic && m) rounding_words(a.seed, a.step, a.goff + i, w);
+    if (a.stochastic && m) rounding_bits4(a.seed, a.step, a.goff + i, w);
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
       const float t = math::grid_position(v[c], bg.g, lf);

@@ -47,9 +47,9 @@ void quantize(const float* x, std::size_t n, std::uint32_t bucket, const float* 
     throw Error(ErrorCode::InvalidArgument, "grid: levels must be in [1, 2^24)");
   }
   const float lf = static_cast<float>(levels);
-  // The random words of up to 256 elements at a time from the codec's vector Philox (four
-  // words per block): the same bits as math::philox_word per element, a fraction of the work.
-  alignas(64) std::uint32_t r[detail::kRoundingWords];
+  // The random bits of up to 256 elements at a time from the codec's vector Philox (eight
+  // elements per block): the same bits as math::rounding_bits per element, a fraction of the work.
+  alignas(64) std::uint16_t r[detail::kRoundingBits];
   for (std::size_t s = 0, b = 0; s < n; s += bucket, ++b) {
     const std::size_t m = n - s < bucket ? n - s : bucket;
     const math::Grid g = grid_of(lo[b], hi[b], levels);
@@ -60,8 +60,8 @@ void quantize(const float* x, std::size_t n, std::uint32_t bucket, const float* 
       std::uint32_t* qs = q + s + c;
       if (round == Rounding::Stochastic) {
         const std::uint64_t g0 = global_offset + s + c;
-        detail::rounding_words(seed, step, g0, k, r);
-        const std::uint32_t* w = r + (g0 & 3u);
+        detail::rounding_bits(seed, step, g0, k, r);
+        const std::uint16_t* w = r + (g0 & 7u);
         for (std::uint32_t i = 0; i < k; ++i)
           qs[i] = math::round_stochastic(math::grid_position(xs[i], g, lf), w[i]);
       } else {

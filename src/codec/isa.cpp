@@ -19,7 +19,9 @@ KernelLevel cpu_level() noexcept {
   unsigned a = 0, b = 0, c = 0, d = 0;
   const bool f16c = __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & bit_F16C) != 0;
   if (!f16c || !__builtin_cpu_supports("avx2")) return KernelLevel::Generic;
-  if (__builtin_cpu_supports("avx512f")) return KernelLevel::Avx512;
+  // VL for the 256-bit forms of the narrowing moves that pack 2-bit codes (every AVX-512
+  // CPU but Xeon Phi has it).
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return KernelLevel::Avx512;
   return KernelLevel::Avx2;
 #else
   return KernelLevel::Generic;

@@ -1,5 +1,6 @@
 // Runtime choice of the host codecs' hot loops: the same source compiled for the baseline
-// ISA and with AVX2 (GW_TARGET_AVX2; the level includes F16C for the fp16 codec), plus an AVX-512 Philox generator (GW_TARGET_AVX512),
+// ISA and with AVX2 (GW_TARGET_AVX2; the level includes F16C for the fp16 codec), plus AVX-512
+// (F and VL: GW_TARGET_AVX512) for the Philox generator and the quantizers' range and rounding,
 // picked per call from the CPU's features. All produce the same bits
 // (tests/unit/codec_bits_test.cpp runs every level against recorded hashes), so a binary
 // built for baseline x86-64 runs everywhere and uses the wider units where present.
@@ -9,7 +10,7 @@
 #define GW_HAVE_AVX2_KERNELS 1
 #define GW_TARGET_AVX2 [[gnu::target("avx2")]]
 #define GW_TARGET_F16C [[gnu::target("avx2,f16c")]]
-#define GW_TARGET_AVX512 [[gnu::target("avx2,avx512f")]]
+#define GW_TARGET_AVX512 [[gnu::target("avx2,avx512f,avx512vl")]]
 #else
 #define GW_HAVE_AVX2_KERNELS 0
 #define GW_TARGET_AVX2

@@ -1,6 +1,6 @@
 // Bucketed uniform quantization (q1, q2, q4, q8) and sign, host side. Per bucket: one pass
 // for the range (the bits of math::bucket_stats), then per chunk of 256 codes the random
-// words, one loop that rounds onto the grid, one that updates the residual, and the packing,
+// bits (16 per element, math::rounding_bits), one loop that rounds onto the grid, one that updates the residual, and the packing,
 // on data still in L1 (chunks stay byte aligned: buckets are multiples of 64 elements). The
 // hot loops are compiled twice, baseline and AVX2, and picked at run time (codec/isa.hpp).
 #include <cfloat>
@@ -64,19 +64,20 @@ void check_finite(const Src& src, std::size_t s, std::uint32_t n, std::uint64_t 
   }
 }
 
-// Random words of elements g0 .. g0+n-1 at r[lead + i], lead = g0 % 4; r has room for
-// kRandWords. The blocks' counters live in lane arrays so the ten rounds vectorize across
-// blocks; the words are those of math::philox_block (the Philox test checks it).
-constexpr std::uint32_t kRandWords = kChunk + 32;  // lead + n <= 259 words, whole groups of 8 blocks
+// Random bits of elements g0 .. g0+n-1 at r[lead + i], lead = g0 % 8 (16 bits each, eight
+// per Philox block: math::rounding_bits), n <= kRandSpan; r has room for kRandBits. The blocks'
+// counters live in lane arrays so the ten rounds vectorize across blocks.
+constexpr std::uint32_t kRandSpan = 1024;
+constexpr std::uint32_t kRandBits = kRandSpan + 64;  // lead + n <= 1031 entries, whole groups of 8 blocks
 
 std::uint32_t random_blocks(std::uint64_t g0, std::uint32_t n) {
-  return static_cast<std::uint32_t>(((g0 & 3u) + n + 3u) / 4u);
+  return static_cast<std::uint32_t>(((g0 & 7u) + n + 7u) / 8u);
 }
 
 void fill_random_generic(std::uint64_t seed, std::uint64_t step, std::uint64_t g0, std::uint32_t n,
-                         std::uint32_t* r) {
-  constexpr std::uint32_t kMax = kChunk / 4 + 2;
-  const std::uint64_t b0 = g0 >> 2;
+                         std::uint16_t* r) {
+  constexpr std::uint32_t kMax = kRandSpan / 8 + 2;
+  const std::uint64_t b0 = g0 >> 3;
   const std::uint32_t nb = random_blocks(g0, n);
   std::uint32_t c0[kMax], c1[kMax], c2[kMax], c3[kMax];
   for (std::uint32_t j = 0; j < nb; ++j) {
@@ -91,16 +92,18 @@ void fill_random_generic(std::uint64_t seed, std::uint64_t step, std::uint64_t g
     k0 += math::kPhiloxW0;
     k1 += math::kPhiloxW1;
   }
-  for (std::uint32_t j = 0; j < nb; ++j) {
-    r[4 * j + 0] = c0[j];
-    r[4 * j + 1] = c1[j];
-    r[4 * j + 2] = c2[j];
-    r[4 * j + 3] = c3[j];
+  for (std::uint32_t j = 0; j < nb; ++j) {  // half-words, low half first, on any byte order
+    const std::uint32_t w[4] = {c0[j], c1[j], c2[j], c3[j]};
+    for (int k = 0; k < 4; ++k) {
+      r[8 * j + 2 * k] = static_cast<std::uint16_t>(w[k]);
+      r[8 * j + 2 * k + 1] = static_cast<std::uint16_t>(w[k] >> 16);
+    }
   }
 }
 
 #if GW_HAVE_AVX2_KERNELS
-// The same words with AVX2, four blocks per register pair and all ten rounds in registers,
+// The same bits with AVX2 (x86 is little endian: a block's four words, stored, are its eight
+// half-words in order), four blocks per register pair and all ten rounds in registers,
 // four pairs at a time. A 64-bit lane holds two counter words: A = (c0, c1) = the block
 // number, B = (c2, c3) = the step. vpmuludq multiplies the low words into full 64-bit
 // products p0 = M0 c0, p1 = M1 c2, and one round (math::philox_round) becomes
@@ -110,7 +113,7 @@ void fill_random_generic(std::uint64_t seed, std::uint64_t step, std::uint64_t g
 // with vpmulld for the low halves, and 1.3-1.9 for the auto-vectorized lane arrays.)
 template <int G>
 GW_TARGET_AVX2 inline void philox_groups_avx2(std::uint64_t b, __m256i st, std::uint32_t k0,
-                                              std::uint32_t k1, std::uint32_t* r) {
+                                              std::uint32_t k1, std::uint16_t* r) {
   const __m256i m0 = _mm256_set1_epi64x(0xD2511F53), m1 = _mm256_set1_epi64x(0xCD9E8D57);
   __m256i a[G], c[G];
   for (int i = 0; i < G; ++i) {
@@ -134,31 +137,35 @@ GW_TARGET_AVX2 inline void philox_groups_avx2(std::uint64_t b, __m256i st, std::
   for (int i = 0; i < G; ++i) {  // block j's words c0 c1 c2 c3 = A_j then B_j
     const __m256i lo = _mm256_unpacklo_epi64(a[i], c[i]);  // blocks 0, 2
     const __m256i hi = _mm256_unpackhi_epi64(a[i], c[i]);  // blocks 1, 3
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(r + 16 * i), _mm256_permute2x128_si256(lo, hi, 0x20));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(r + 16 * i + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(r + 32 * i), _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(r + 32 * i + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
   }
 }
 
-// Writes whole groups of 4 blocks (up to 3 blocks past nb: kRandWords has room).
+// Writes whole groups of 4 blocks (up to 3 blocks past nb: kRandBits has room).
 GW_TARGET_AVX2 void fill_random_avx2(std::uint64_t seed, std::uint64_t step, std::uint64_t g0,
-                                     std::uint32_t n, std::uint32_t* r) {
-  const std::uint64_t b0 = g0 >> 2;
+                                     std::uint32_t n, std::uint16_t* r) {
+  const std::uint64_t b0 = g0 >> 3;
   const std::uint32_t nb = random_blocks(g0, n);
   const std::uint32_t k0 = math::philox_key0(seed, math::Stream::Rounding), k1 = math::philox_key1(seed);
   const __m256i st = _mm256_set1_epi64x(static_cast<long long>(step));
   std::uint32_t j = 0;
-  for (; j + 16 <= nb; j += 16) philox_groups_avx2<4>(b0 + j, st, k0, k1, r + 4 * j);
-  for (; j < nb; j += 4) philox_groups_avx2<1>(b0 + j, st, k0, k1, r + 4 * j);
+  for (; j + 16 <= nb; j += 16) philox_groups_avx2<4>(b0 + j, st, k0, k1, r + 8 * j);
+  for (; j < nb; j += 4) philox_groups_avx2<1>(b0 + j, st, k0, k1, r + 8 * j);
 }
 
-// The same with AVX-512F: eight blocks per register pair, and the two xors of a round in
-// one vpternlogq (0x96: a ^ b ^ c). (Zen 4: 0.45 ns per word against 0.53-0.63 for AVX2.)
-// The zero-masking forms with all lanes on are the plain instructions; they sidestep GCC 12's
-// false -Wuninitialized on the unmasked intrinsics' _mm512_undefined_epi32 (GCC PR 105593).
+// The same with AVX-512F: eight blocks per register pair, and three instructions per half
+// round instead of four: the xors go into the high dwords only (a ternary logic op masked to
+// them: high = hi p ^ c_odd ^ k, low keeps lo p), and one dword swap then gives
+//   A' = swap32(p1 ^ (A & high) ^ (0, k0)) = (hi p1 ^ c1 ^ k0, lo p1),
+// the same A' as the AVX2 form without its shift. (Zen 4, 16 bits per element: see
+// bench/results/sr-encode.md.) The zero-masking shuffle with all lanes on is the plain
+// instruction; it sidesteps GCC 12's false -Wuninitialized on the unmasked intrinsic's
+// _mm512_undefined_epi32 (GCC PR 105593).
 template <int G>
 GW_TARGET_AVX512 inline void philox_groups_avx512(std::uint64_t b, std::uint64_t step,
                                                   std::uint32_t k0, std::uint32_t k1,
-                                                  std::uint32_t* r) {
+                                                  std::uint16_t* r) {
   const __m512i m0 = _mm512_set1_epi64(0xD2511F53), m1 = _mm512_set1_epi64(0xCD9E8D57);
   __m512i a[G], c[G];
   for (int i = 0; i < G; ++i) {
@@ -168,19 +175,17 @@ GW_TARGET_AVX512 inline void philox_groups_avx512(std::uint64_t b, std::uint64_t
   }
 #pragma GCC unroll 10
   for (int round = 0; round < 10; ++round) {
-    const __m512i ka = _mm512_set1_epi64(static_cast<long long>(k0));
-    const __m512i kb = _mm512_set1_epi64(static_cast<long long>(k1));
+    const __m512i ka = _mm512_set1_epi64(static_cast<long long>(std::uint64_t{k0} << 32));
+    const __m512i kb = _mm512_set1_epi64(static_cast<long long>(std::uint64_t{k1} << 32));
     for (int i = 0; i < G; ++i) {
       constexpr __mmask8 kAll8 = 0xff;
-      constexpr __mmask16 kAll16 = 0xffff;
+      constexpr __mmask16 kAll16 = 0xffff, kHigh = 0xaaaa;
       const __m512i p0 = _mm512_maskz_mul_epu32(kAll8, a[i], m0);
       const __m512i p1 = _mm512_maskz_mul_epu32(kAll8, c[i], m1);
-      a[i] = _mm512_ternarylogic_epi64(
-          _mm512_maskz_shuffle_epi32(kAll16, p1, static_cast<_MM_PERM_ENUM>(0xB1)),
-          _mm512_maskz_srli_epi64(kAll8, a[i], 32), ka, 0x96);
-      c[i] = _mm512_ternarylogic_epi64(
-          _mm512_maskz_shuffle_epi32(kAll16, p0, static_cast<_MM_PERM_ENUM>(0xB1)),
-          _mm512_maskz_srli_epi64(kAll8, c[i], 32), kb, 0x96);
+      a[i] = _mm512_maskz_shuffle_epi32(kAll16, _mm512_mask_ternarylogic_epi32(p1, kHigh, a[i], ka, 0x96),
+                                        static_cast<_MM_PERM_ENUM>(0xB1));
+      c[i] = _mm512_maskz_shuffle_epi32(kAll16, _mm512_mask_ternarylogic_epi32(p0, kHigh, c[i], kb, 0x96),
+                                        static_cast<_MM_PERM_ENUM>(0xB1));
     }
     k0 += math::kPhiloxW0;
     k1 += math::kPhiloxW1;
@@ -188,25 +193,25 @@ GW_TARGET_AVX512 inline void philox_groups_avx512(std::uint64_t b, std::uint64_t
   const __m512i first = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);  // blocks 0-3: A_j, B_j
   const __m512i second = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
   for (int i = 0; i < G; ++i) {
-    _mm512_storeu_si512(r + 32 * i, _mm512_permutex2var_epi64(a[i], first, c[i]));
-    _mm512_storeu_si512(r + 32 * i + 16, _mm512_permutex2var_epi64(a[i], second, c[i]));
+    _mm512_storeu_si512(r + 64 * i, _mm512_permutex2var_epi64(a[i], first, c[i]));
+    _mm512_storeu_si512(r + 64 * i + 32, _mm512_permutex2var_epi64(a[i], second, c[i]));
   }
 }
 
-// Writes whole groups of 8 blocks (up to 7 blocks past nb: kRandWords has room).
+// Writes whole groups of 8 blocks (up to 7 blocks past nb: kRandBits has room).
 GW_TARGET_AVX512 void fill_random_avx512(std::uint64_t seed, std::uint64_t step, std::uint64_t g0,
-                                         std::uint32_t n, std::uint32_t* r) {
-  const std::uint64_t b0 = g0 >> 2;
+                                         std::uint32_t n, std::uint16_t* r) {
+  const std::uint64_t b0 = g0 >> 3;
   const std::uint32_t nb = random_blocks(g0, n);
   const std::uint32_t k0 = math::philox_key0(seed, math::Stream::Rounding), k1 = math::philox_key1(seed);
   std::uint32_t j = 0;
-  for (; j + 32 <= nb; j += 32) philox_groups_avx512<4>(b0 + j, step, k0, k1, r + 4 * j);
-  for (; j < nb; j += 8) philox_groups_avx512<1>(b0 + j, step, k0, k1, r + 4 * j);
+  for (; j + 32 <= nb; j += 32) philox_groups_avx512<4>(b0 + j, step, k0, k1, r + 8 * j);
+  for (; j < nb; j += 8) philox_groups_avx512<1>(b0 + j, step, k0, k1, r + 8 * j);
 }
 #endif
 
 void fill_random(KernelLevel level, std::uint64_t seed, std::uint64_t step, std::uint64_t g0,
-                 std::uint32_t n, std::uint32_t* r) {
+                 std::uint32_t n, std::uint16_t* r) {
 #if GW_HAVE_AVX2_KERNELS
   if (level >= KernelLevel::Avx512) return fill_random_avx512(seed, step, g0, n, r);
   if (level >= KernelLevel::Avx2) return fill_random_avx2(seed, step, g0, n, r);
@@ -294,7 +299,7 @@ math::BucketStats float_range(bool avx2, const float* x, const float* e, std::ui
 // Element i's code on the bucket's grid; r (random words) is read only when rounding
 // stochastically, and may be null otherwise.
 template <bool kStoch>
-[[gnu::always_inline]] inline std::uint32_t grid_code(const float* v, const std::uint32_t* r,
+[[gnu::always_inline]] inline std::uint32_t grid_code(const float* v, const std::uint16_t* r,
                                                       std::uint32_t i, math::Grid g, float lf) {
   const float t = math::grid_position(v[i], g, lf);
   if constexpr (kStoch) {
@@ -306,7 +311,7 @@ template <bool kStoch>
 
 template <std::uint32_t B, bool kStoch, bool kEF>
 [[gnu::always_inline]] inline void chunk_body(const float* __restrict v,
-                                              const std::uint32_t* __restrict r, std::uint32_t m,
+                                              const std::uint16_t* __restrict r, std::uint32_t m,
                                               math::Grid g, float lf, float* __restrict res,
                                               std::byte* __restrict out) {
   std::uint8_t q[kChunk];
@@ -320,17 +325,18 @@ template <std::uint32_t B, bool kStoch, bool kEF>
 }
 
 template <std::uint32_t B, bool kStoch, bool kEF>
-void chunk_generic(const float* v, const std::uint32_t* r, std::uint32_t m, math::Grid g, float lf,
+void chunk_generic(const float* v, const std::uint16_t* r, std::uint32_t m, math::Grid g, float lf,
                    float* res, std::byte* out) {
   chunk_body<B, kStoch, kEF>(v, r, m, g, lf, res, out);
 }
 #if GW_HAVE_AVX2_KERNELS
 // The same chunk with AVX2 intrinsics, 8 elements per register: the clamp is max/min (whose
 // operand order gives exactly grid_position's selects, NaN -> 0), floor is a truncating
-// conversion (t >= 0), "u < frac" a compare whose all-ones mask subtracts as +1. Codes
-// (0..255) narrow with unsigned saturating packs, which never saturate here.
+// conversion (t >= 0), stochastic rounding the integer form of math::round_stochastic
+// (2^17 t is exact, so its truncation is floor(2^17 t)). Codes (0..255) narrow with
+// unsigned saturating packs, which never saturate here.
 template <bool kStoch, bool kEF>
-GW_TARGET_AVX2 inline __m256i codes8_avx2(const float* v, const std::uint32_t* r, __m256 lo,
+GW_TARGET_AVX2 inline __m256i codes8_avx2(const float* v, const std::uint16_t* r, __m256 lo,
                                           __m256 inv, __m256 lf, __m256 step, float* res) {
   const __m256 x = _mm256_loadu_ps(v);
   __m256 t = _mm256_mul_ps(_mm256_sub_ps(x, lo), inv);
@@ -338,11 +344,11 @@ GW_TARGET_AVX2 inline __m256i codes8_avx2(const float* v, const std::uint32_t* r
   t = _mm256_min_ps(t, lf);                   // t < L ? t : L
   __m256i q;
   if constexpr (kStoch) {
-    const __m256i f = _mm256_cvttps_epi32(t);
-    const __m256 frac = _mm256_sub_ps(t, _mm256_cvtepi32_ps(f));
-    const __m256i r24 = _mm256_srli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r)), 8);
-    const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(r24), _mm256_set1_ps(5.9604644775390625e-8f));
-    q = _mm256_sub_epi32(f, _mm256_castps_si256(_mm256_cmp_ps(u, frac, _CMP_LT_OQ)));
+    // math::round_stochastic in integers: (floor(2^17 t) + 2r + 1) >> 17 (t <= 255 here).
+    const __m256i t17 = _mm256_cvttps_epi32(_mm256_mul_ps(t, _mm256_set1_ps(131072.0f)));
+    const __m256i r16 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r)));
+    const __m256i r2 = _mm256_or_si256(_mm256_slli_epi32(r16, 1), _mm256_set1_epi32(1));
+    q = _mm256_srli_epi32(_mm256_add_epi32(t17, r2), 17);
   } else {
     q = _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_set1_ps(0.5f)));
   }
@@ -353,7 +359,7 @@ GW_TARGET_AVX2 inline __m256i codes8_avx2(const float* v, const std::uint32_t* r
 }
 
 template <std::uint32_t B, bool kStoch, bool kEF>
-GW_TARGET_AVX2 void chunk_avx2(const float* v, const std::uint32_t* r, std::uint32_t m, math::Grid g,
+GW_TARGET_AVX2 void chunk_avx2(const float* v, const std::uint16_t* r, std::uint32_t m, math::Grid g,
                                float lf, float* res, std::byte* out) {
   alignas(32) std::uint8_t q[kChunk];
   std::uint8_t* qb = B == 8 ? reinterpret_cast<std::uint8_t*>(out) : q;
@@ -377,6 +383,109 @@ GW_TARGET_AVX2 void chunk_avx2(const float* v, const std::uint32_t* r, std::uint
   }
   if constexpr (B != 8) pack_codes<B>(q, m, out);
 }
+
+// GCC 12 warns that the unmasked AVX-512 intrinsics read _mm512_undefined (a false positive,
+// GCC PR 105593); the Philox above uses the all-lanes masked forms instead, these have none.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// The same chunk with AVX-512F, 16 elements per register (same operations, same bits:
+// max/min have the AVX2 forms' operand semantics); codes narrow with vpmovdb.
+template <bool kStoch, bool kEF>
+GW_TARGET_AVX512 inline __m512i codes16_avx512(const float* v, const std::uint16_t* r, __m512 lo,
+                                               __m512 inv, __m512 lf, __m512 step, float* res) {
+  const __m512 x = _mm512_loadu_ps(v);
+  __m512 t = _mm512_mul_ps(_mm512_sub_ps(x, lo), inv);
+  t = _mm512_max_ps(t, _mm512_setzero_ps());  // t > 0 ? t : 0
+  t = _mm512_min_ps(t, lf);                   // t < L ? t : L
+  __m512i q;
+  if constexpr (kStoch) {
+    const __m512i t17 = _mm512_cvttps_epi32(_mm512_mul_ps(t, _mm512_set1_ps(131072.0f)));
+    const __m512i r16 = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r)));
+    const __m512i r2 = _mm512_or_si512(_mm512_slli_epi32(r16, 1), _mm512_set1_epi32(1));
+    q = _mm512_srli_epi32(_mm512_add_epi32(t17, r2), 17);
+  } else {
+    q = _mm512_cvttps_epi32(_mm512_add_ps(t, _mm512_set1_ps(0.5f)));
+  }
+  if constexpr (kEF) {
+    _mm512_storeu_ps(res, _mm512_sub_ps(x, _mm512_add_ps(lo, _mm512_mul_ps(_mm512_cvtepi32_ps(q), step))));
+  }
+  return q;
+}
+
+// Sixteen codes (lane j < 2^B) packed as pack_codes<B> does, 2B bytes at out. In a 64-bit
+// lane (even code low, odd code high), lane | lane >> (32 - B) puts odd << B beside even in the
+// low byte; narrowing moves then collect the low bytes (B = 2 pairs twice); B = 1 is the
+// nonzero mask itself.
+template <std::uint32_t B>
+GW_TARGET_AVX512 inline void store_codes16(__m512i c, std::byte* out) {
+  if constexpr (B == 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(c));
+  } else if constexpr (B == 4) {
+    const __m512i y = _mm512_or_si512(c, _mm512_srli_epi64(c, 28));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm512_cvtepi64_epi8(y));
+  } else if constexpr (B == 2) {
+    const __m256i y = _mm512_cvtepi64_epi32(_mm512_or_si512(c, _mm512_srli_epi64(c, 30)));
+    const __m256i z = _mm256_or_si256(y, _mm256_srli_epi64(y, 28));
+    const int bytes = _mm_cvtsi128_si32(_mm256_cvtepi64_epi8(z));
+    std::memcpy(out, &bytes, 4);
+  } else {
+    const std::uint16_t bits = static_cast<std::uint16_t>(_mm512_test_epi32_mask(c, c));
+    std::memcpy(out, &bits, 2);
+  }
+}
+
+template <std::uint32_t B, bool kStoch, bool kEF>
+GW_TARGET_AVX512 void chunk_avx512(const float* v, const std::uint16_t* r, std::uint32_t m,
+                                   math::Grid g, float lf, float* res, std::byte* out) {
+  const __m512 lo = _mm512_set1_ps(g.lo), inv = _mm512_set1_ps(g.inv), lv = _mm512_set1_ps(lf);
+  const __m512 st = _mm512_set1_ps(g.step);
+  std::uint32_t i = 0;
+  for (; i + 16 <= m; i += 16) {
+    const __m512i c = codes16_avx512<kStoch, kEF>(v + i, r + i, lo, inv, lv, st, kEF ? res + i : nullptr);
+    store_codes16<B>(c, out + i * B / 8);
+  }
+  if (i == m) return;
+  std::uint8_t q[16];  // the tail (the slice's last bucket): i is a multiple of 16, byte aligned
+  for (std::uint32_t j = 0; i + j < m; ++j) {
+    const std::uint32_t code = grid_code<kStoch>(v, r, i + j, g, lf);
+    q[j] = static_cast<std::uint8_t>(code);
+    if constexpr (kEF) res[i + j] = v[i + j] - math::dequantize(code, g);
+  }
+  pack_codes<B>(q, m - i, out + i * B / 8);
+}
+
+// A quantizer's bucket range with AVX-512F: min, max and the max |v| bits (what a grid and
+// the finiteness check need; not sign's |v| sum, whose lane order is fixed at 8). min/max are
+// exact in any order and lanes, so the bits are math::bucket_stats' lo, hi, amax.
+template <bool kEF>
+GW_TARGET_AVX512 math::BucketStats range_avx512(const float* x, const float* e, std::uint32_t n) {
+  __m512 lo = _mm512_set1_ps(3.4028234663852886e38f), hi = _mm512_set1_ps(-3.4028234663852886e38f);
+  __m512i am = _mm512_setzero_si512();
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
+  std::uint32_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(x + i);
+    if constexpr (kEF) v = _mm512_add_ps(v, _mm512_loadu_ps(e + i));
+    lo = _mm512_min_ps(v, lo);  // v < lo ? v : lo (NaN v keeps lo)
+    hi = _mm512_max_ps(v, hi);
+    am = _mm512_max_epu32(am, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+  }
+  math::BucketStats r{_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), _mm512_reduce_max_epu32(am), 0.0f};
+  for (; i < n; ++i) {
+    float v = x[i];
+    if constexpr (kEF) v += e[i];
+    r.lo = v < r.lo ? v : r.lo;
+    r.hi = v > r.hi ? v : r.hi;
+    const std::uint32_t a = math::abs_bits(v);
+    r.amax = a > r.amax ? a : r.amax;
+  }
+  r.lo += 0.0f;  // -0 -> +0, as math::bucket_stats
+  r.hi += 0.0f;
+  return r;
+}
+#pragma GCC diagnostic pop
 #endif
 
 // Software prefetch of the input (and residual) kPrefetch elements past the bucket that is
@@ -405,17 +514,26 @@ void quantize_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* scale
   const float lf = static_cast<float>(levels);
   const bool absmax = spec.scale == ScaleMode::AbsMax;
   const KernelLevel level = kernel_level();
-  const bool avx2 = level >= KernelLevel::Avx2;
-  alignas(64) std::uint32_t r[kRandWords];
+  const bool avx2 = level >= KernelLevel::Avx2, avx512 = level >= KernelLevel::Avx512;
+  alignas(64) std::uint16_t r[kRandBits];
   alignas(32) float vb[kChunk];
   std::size_t b = 0;
   for (std::size_t s = 0; s < a.count; s += spec.bucket, ++b) {
     const std::uint32_t n =
         static_cast<std::uint32_t>(a.count - s < spec.bucket ? a.count - s : spec.bucket);
+    // The bucket's random bits first (buckets up to kRandSpan; larger ones per chunk), so
+    // that the range pass runs while their stores drain: read back at once, the wide stores
+    // stall the narrow loads of the rounding loop (store-to-load forwarding).
+    if (kStoch && n <= kRandSpan) fill_random(level, a.seed, a.step, a.global_offset + s, n, r);
     math::BucketStats st;
     if constexpr (kF32) {
       prefetch_ahead<kEF>(src.x, a.residual, s, n, a.count);
-      st = float_range<kEF>(avx2, src.x + s, kEF ? a.residual + s : nullptr, n);
+#if GW_HAVE_AVX2_KERNELS
+      if (avx512) {
+        st = range_avx512<kEF>(src.x + s, kEF ? a.residual + s : nullptr, n);
+      } else
+#endif
+        st = float_range<kEF>(avx2, src.x + s, kEF ? a.residual + s : nullptr, n);
     } else {
       st = math::bucket_stats([&](std::uint32_t i) { return src(s + i); }, n);
     }
@@ -439,8 +557,11 @@ void quantize_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* scale
       const std::uint32_t m = n - c < kChunk ? n - c : kChunk;
       const std::size_t base = s + c;
       const std::uint64_t g0 = a.global_offset + base;
-      if constexpr (kStoch) fill_random(level, a.seed, a.step, g0, m, r);
-      const std::uint32_t lead = static_cast<std::uint32_t>(g0 & 3u);
+      const std::uint16_t* bits = r + ((a.global_offset + s) & 7u) + c;  // drawn per bucket
+      if (kStoch && n > kRandSpan) {
+        fill_random(level, a.seed, a.step, g0, m, r);
+        bits = r + (g0 & 7u);
+      }
       const float* v = vb;
       if constexpr (kF32 && !kEF) {
         v = src.x + base;
@@ -450,12 +571,16 @@ void quantize_slice(const CodecSpec& spec, const EncodeArgs& a, std::byte* scale
       float* res = kEF ? a.residual + base : nullptr;
       std::byte* out = payload + base * B / 8;
 #if GW_HAVE_AVX2_KERNELS
+      if (avx512) {
+        chunk_avx512<B, kStoch, kEF>(v, bits, m, g, lf, res, out);
+        continue;
+      }
       if (avx2) {
-        chunk_avx2<B, kStoch, kEF>(v, r + lead, m, g, lf, res, out);
+        chunk_avx2<B, kStoch, kEF>(v, bits, m, g, lf, res, out);
         continue;
       }
 #endif
-      chunk_generic<B, kStoch, kEF>(v, r + lead, m, g, lf, res, out);
+      chunk_generic<B, kStoch, kEF>(v, bits, m, g, lf, res, out);
     }
   }
 }
@@ -815,10 +940,10 @@ void decode_sign(const CodecSpec& s, const std::byte* body, std::size_t count, D
   });
 }
 
-static_assert(kRoundingChunk == kChunk && kRoundingWords == kRandWords);
+static_assert(kRoundingChunk <= kRandSpan && kRoundingBits >= kRoundingChunk + 64);
 
-void rounding_words(std::uint64_t seed, std::uint64_t step, std::uint64_t g0, std::uint32_t n,
-                    std::uint32_t* r) {
+void rounding_bits(std::uint64_t seed, std::uint64_t step, std::uint64_t g0, std::uint32_t n,
+                   std::uint16_t* r) {
   fill_random(kernel_level(), seed, step, g0, n, r);
 }
 

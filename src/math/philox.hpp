@@ -44,7 +44,8 @@ GW_HD U32x4 philox4x32_10(U32x4 ctr, std::uint32_t k0, std::uint32_t k1) {
 // constant, so random-k's index choice and stochastic rounding never share bits.
 enum class Stream : std::uint32_t { Rounding = 0x5352u /* "SR" */, RandK = 0x524bu /* "RK" */ };
 
-// Counter for element g: block g/4 and the step; the element takes word g%4 of its block.
+// Counter (block, step): random-k's element g takes word g%4 of block g/4; stochastic
+// rounding's, half a word of block g/8 (rounding_bits).
 GW_HD std::uint32_t philox_key0(std::uint64_t seed, Stream stream) {
   return static_cast<std::uint32_t>(seed) ^ static_cast<std::uint32_t>(stream);
 }
@@ -57,10 +58,21 @@ GW_HD U32x4 philox_block(std::uint64_t seed, std::uint64_t step, Stream stream,
   return philox4x32_10(ctr, philox_key0(seed, stream), philox_key1(seed));
 }
 
-// The 32 random bits of global element g.
+// The 32 random bits of global element g (random-k: its selection).
 GW_HD std::uint32_t philox_word(std::uint64_t seed, std::uint64_t step, Stream stream,
                                 std::uint64_t g) {
   return philox_block(seed, step, stream, g >> 2).v[g & 3u];
+}
+
+// The 16 random bits of global element g that stochastic rounding uses (math::round_stochastic):
+// one Philox block of the Rounding stream serves eight elements. Element g takes block g/8,
+// word (g/2) % 4, its low half for even g and its high half for odd g; i.e. half-word g % 8
+// of the block read as little-endian 16-bit words. Why 16 and not 32: the rounding needs
+// only 16 bits to be unbiased to within 2^-17 of a step (quant.hpp), of the order of the
+// float error of the grid position itself, and Philox was most of the encoder's time.
+GW_HD std::uint32_t rounding_bits(std::uint64_t seed, std::uint64_t step, std::uint64_t g) {
+  const std::uint32_t w = philox_block(seed, step, Stream::Rounding, g >> 3).v[(g >> 1) & 3u];
+  return (g & 1u) ? w >> 16 : w & 0xffffu;
 }
 
 }  // namespace gradwire::math

@@ -55,13 +55,19 @@ GW_HD std::uint32_t round_nearest(float t) {
   return static_cast<std::uint32_t>(static_cast<std::int32_t>(t + 0.5f));
 }
 
-// Unbiased stochastic rounding: up with probability frac(t), drawn from the top 24 bits of
-// r. frac is exact (t < 2^24), u takes 2^24 equally likely values in [0, 1).
+// Stochastic rounding from 16 random bits r (0..65535, math::rounding_bits): with
+// F = floor(2^17 frac(t)), t rounds up iff F + 2r + 1 >= 2^17. That holds for
+// floor((F + 1) / 2) of the 2^16 values of r, so P(up) is within 2^-17 of frac(t): unbiased
+// to within 2^-17 of a step; a value on the grid (frac = 0, F = 0) never moves. frac and
+// 2^17 frac are exact (t < 2^24). In integers, f + ((F + 2r + 1) >> 17) is
+// (floor(2^17 t) + 2r + 1) >> 17, which is how the host's vector loops compute it (t < 2^14
+// there: floor(2^17 t) fits an int32).
 GW_HD std::uint32_t round_stochastic(float t, std::uint32_t r) {
   const std::int32_t f = static_cast<std::int32_t>(t);  // floor, as t >= 0
   const float frac = t - static_cast<float>(f);
-  const float u = static_cast<float>(r >> 8) * 5.9604644775390625e-8f;  // 2^-24
-  return static_cast<std::uint32_t>(f) + (u < frac ? 1u : 0u);
+  // floor(2^17 frac) < 2^17, converted as a signed int (vectorizes on SSE2, as uint32 does not)
+  const auto F = static_cast<std::uint32_t>(static_cast<std::int32_t>(frac * 131072.0f));
+  return static_cast<std::uint32_t>(f) + ((F + 2u * (r & 0xffffu) + 1u) >> 17);
 }
 
 GW_HD float dequantize(std::uint32_t q, Grid g) { return g.lo + static_cast<float>(q) * g.step; }

@@ -2,9 +2,12 @@
 // rounding, and results that do not depend on how a gradient is cut into slices.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "codec/grid.hpp"
+#include "codec/isa.hpp"
 #include "codec_test_util.hpp"
 #include "math/philox.hpp"
 #include "math/quant.hpp"
@@ -59,6 +62,97 @@ TEST(StochasticRounding, MeanOfSeededEncodingsApproachesInput) {
     // error must be well below the half-step that nearest rounding can reach.
     EXPECT_LT(worst, 0.25 * bound1) << spec;
   }
+}
+
+// The rounding rule exhaustively: over all 2^16 values of an element's random bits, t rounds
+// up for floor((floor(2^17 frac(t)) + 1) / 2) of them, so P(up) is within 2^-17 of frac(t)
+// (the bias bound docs/codecs.md states), a grid point never moves, and a half rounds up
+// exactly half the time. Nearest rounding (always or never up) fails every non-trivial case.
+TEST(StochasticRounding, UpProbabilityIsTheFractionToWithinTwoToTheMinus17) {
+  std::mt19937 gen(11);
+  std::uniform_real_distribution<float> d(0.0f, 255.0f);
+  std::vector<float> ts = {0.0f, 1.0f, 3.0f, 0.5f, 7.5f, 1e-9f, 1e-5f, 0.25f, 0.999999f, 254.99998f,
+                           static_cast<float>(3 + 0.5 / 65536.0), static_cast<float>(2.0 - 0.5 / 65536.0),
+                           static_cast<float>(1.0 + 1.5 / 65536.0), 255.0f};
+  for (int i = 0; i < 200; ++i) ts.push_back(d(gen));
+  for (const float t : ts) {
+    const auto f = static_cast<std::uint32_t>(t);
+    const double frac = static_cast<double>(t) - f;
+    std::uint32_t up = 0;
+    for (std::uint32_t r = 0; r < 65536u; ++r) {
+      const std::uint32_t q = gradwire::math::round_stochastic(t, r);
+      ASSERT_TRUE(q == f || q == f + 1) << t << " r=" << r;
+      up += q - f;
+    }
+    const double want = std::floor((std::floor(frac * 131072.0) + 1.0) / 2.0);
+    EXPECT_EQ(up, static_cast<std::uint32_t>(want)) << "t=" << t;
+    EXPECT_LE(std::fabs(up / 65536.0 - frac), 0x1p-17) << "t=" << t;
+    if (frac == 0.0) {
+      EXPECT_EQ(up, 0u) << "t=" << t;
+    }
+    if (frac == 0.5) {
+      EXPECT_EQ(up, 32768u) << "t=" << t;
+    }
+  }
+  // Only the low 16 bits count (the rule of math::rounding_bits).
+  EXPECT_EQ(gradwire::math::round_stochastic(0.5f, 0x12340000u), gradwire::math::round_stochastic(0.5f, 0u));
+}
+
+// The stream's definition, element by element: half-word g % 8 of Philox block g / 8 of the
+// Rounding stream, low half first.
+TEST(StochasticRounding, BitsAreHalfWordsOfOneBlockPerEightElements) {
+  for (const std::uint64_t g : {0ull, 1ull, 6ull, 7ull, 8ull, 13ull, (1ull << 35) + 5}) {
+    const U32x4 b = gradwire::math::philox_block(42, 9, gradwire::math::Stream::Rounding, g / 8);
+    const std::uint32_t w = b.v[(g % 8) / 2];
+    EXPECT_EQ(gradwire::math::rounding_bits(42, 9, g), g % 2 ? w >> 16 : w & 0xffffu) << g;
+  }
+}
+
+// The codec's encoders (every kernel level, slices that start anywhere in a Philox block, with
+// and without error feedback) give the codes of that definition: bucket range, grid, then
+// math::round_stochastic with math::rounding_bits of the element's global index.
+TEST(StochasticRounding, EncodersRoundWithTheDefinedBitsAtEveryLevel) {
+  using gradwire::detail::KernelLevel;
+  namespace m = gradwire::math;
+  const std::size_t n = 1000;
+  const std::vector<float> x = gwtest::gaussian(n, 21);
+  for (KernelLevel level : {KernelLevel::Generic, KernelLevel::Avx2, KernelLevel::Avx512}) {
+    gradwire::detail::limit_kernels(level);
+    for (const char* spec : {"q8", "q4:bucket=64", "q2:scale=absmax", "q1:bucket=128"}) {
+      const auto c = gradwire::make_codec(spec);
+      const std::uint32_t bits = c.spec().bits, bucket = c.spec().bucket;
+      const bool absmax = c.spec().scale == gradwire::ScaleMode::AbsMax;
+      const float lf = static_cast<float>(m::levels_of(bits));
+      for (const std::uint64_t off : {0ull, 3ull, 4ull, 7ull, 1000005ull}) {
+        for (const bool ef : {false, true}) {
+          std::vector<float> res(n, 0.0f), v = x;
+          if (ef) {
+            for (std::size_t i = 0; i < n; ++i) res[i] = 0.01f * x[(i * 7) % n];
+            for (std::size_t i = 0; i < n; ++i) v[i] = x[i] + res[i];
+          }
+          const auto msg = gwtest::encode(c, x.data(), n, off, 5, 17, ef ? res.data() : nullptr);
+          const auto y = gwtest::decode(c, msg, n);
+          for (std::size_t s = 0; s < n; s += bucket) {
+            const std::uint32_t k = static_cast<std::uint32_t>(std::min<std::size_t>(bucket, n - s));
+            const auto st = m::bucket_stats([&](std::uint32_t i) { return v[s + i]; }, k);
+            const m::Grid g = absmax ? m::grid_absmax(m::bits_float(st.amax), m::levels_of(bits))
+                                     : m::grid_minmax(st.lo, st.hi, m::levels_of(bits));
+            for (std::uint32_t i = 0; i < k; ++i) {
+              const std::uint32_t q =
+                  m::round_stochastic(m::grid_position(v[s + i], g, lf), m::rounding_bits(5, 17, off + s + i));
+              ASSERT_EQ(y[s + i], m::dequantize(q, g))
+                  << spec << " level " << static_cast<int>(level) << " offset " << off << " ef " << ef
+                  << " i " << s + i;
+              if (ef) {
+                ASSERT_EQ(res[s + i], v[s + i] - m::dequantize(q, g)) << spec << " i " << s + i;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  gradwire::detail::limit_kernels(KernelLevel::Avx512);  // no cap
 }
 
 // Same codes whether a gradient is encoded whole or as bucket-aligned slices.

@@ -1,6 +1,6 @@
-// Shared-grid quantization (codec/grid.cpp) draws its random words from the codec's vector
+// Shared-grid quantization (codec/grid.cpp) draws its random bits from the codec's vector
 // Philox in runs of up to 256 elements; the codes must be those of the definition, one
-// math::philox_word per element, at every kernel level, every bucket size and any offset.
+// math::rounding_bits per element, at every kernel level, every bucket size and any offset.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -17,7 +17,7 @@ namespace {
 using gradwire::Rounding;
 using gradwire::detail::KernelLevel;
 
-// The definition: per element, its grid position rounded with its own Philox word.
+// The definition: per element, its grid position rounded with its own 16 random bits.
 std::vector<std::uint32_t> reference(const std::vector<float>& x, std::uint32_t bucket,
                                      const std::vector<float>& lo, const std::vector<float>& hi,
                                      std::uint32_t levels, Rounding round, std::uint64_t seed,
@@ -29,13 +29,13 @@ std::vector<std::uint32_t> reference(const std::vector<float>& x, std::uint32_t 
     const float t = gradwire::math::grid_position(x[i], g, lf);
     q[i] = round == Rounding::Stochastic
                ? gradwire::math::round_stochastic(
-                     t, gradwire::math::philox_word(seed, step, gradwire::math::Stream::Rounding, off + i))
+                     t, gradwire::math::rounding_bits(seed, step, off + i))
                : gradwire::math::round_nearest(t);
   }
   return q;
 }
 
-TEST(GridQuantize, SameCodesAsOnePhiloxWordPerElement) {
+TEST(GridQuantize, SameCodesAsTheDefinitionPerElement) {
   std::mt19937 gen(7);
   std::uniform_real_distribution<float> d(-3.0f, 5.0f);
   const std::size_t n = 5003;
@@ -49,7 +49,7 @@ TEST(GridQuantize, SameCodesAsOnePhiloxWordPerElement) {
       gradwire::grid::bucket_minmax(x.data(), n, bucket, lo.data(), hi.data());
       for (std::uint32_t levels : {1u, 3u, 15u, 255u, 1023u}) {
         for (Rounding round : {Rounding::Stochastic, Rounding::Nearest}) {
-          for (std::uint64_t off : {0ull, 3ull, 1000001ull}) {
+          for (std::uint64_t off : {0ull, 3ull, 4ull, 1000001ull}) {
             std::vector<std::uint32_t> q(n, 0xffffffffu);
             gradwire::grid::quantize(x.data(), n, bucket, lo.data(), hi.data(), levels, round, 99, 5,
                                      off, q.data());
