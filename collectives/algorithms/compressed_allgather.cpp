@@ -103,8 +103,9 @@ class CompressedAllgather final : public Staged {
   // at bucket multiples: docs/codecs.md), so the decoded bits are those of the plain order.
   // Every chunk message has its bound's size (dense codecs), so no size exchange is needed.
   void init_pipeline(Transport& t, const AlgoParams& p) {
-    const std::size_t want = overlap_chunk(t, p);
+    std::size_t want = overlap_chunk(t, p);
     if (!want || device_ || codec_.sparse() || p.count == 0) return;
+    want = pipeline_chunk(p.count, want);
     const std::size_t unit = codec_.bucket_size() ? codec_.bucket_size() : 1;
     const std::size_t step = (want + unit - 1) / unit * unit;
     const int P = t.size();
