@@ -29,13 +29,15 @@ class CompressedAllgather final : public Staged {
     }
     if (device_ && (codec_.sparse() || p.dtype != DType::Float32))
       throw Error(ErrorCode::Unsupported, "gradwire: compressed allgather on the device: float32 and a dense codec");
-    msg_ = exec::Work<std::byte>(x_, cap_);
-    gather_ = exec::Work<std::byte>(x_, cap_ * static_cast<std::size_t>(P));
+    init_pipeline(t, p);  // its own buffers when it pipelines
+    if (!chunks_) {
+      msg_ = exec::Work<std::byte>(x_, cap_);
+      gather_ = exec::Work<std::byte>(x_, cap_ * static_cast<std::size_t>(P));
+    }
     if (device_) flag_.init(x_);
     sizes_.resize(static_cast<std::size_t>(P));
     counts_.resize(static_cast<std::size_t>(P));
     displs_.resize(static_cast<std::size_t>(P));
-    init_pipeline(t, p);
     if (p.error_feedback && p.codec.kind != CodecKind::None) {
       res_ = exec::Work<float>(x_, p.count);
       slots.push_back({res_.data(), p.count * static_cast<std::size_t>(t.rank()), p.count, true,
