@@ -52,6 +52,9 @@ struct AlgoParams {
   double timeout_s = 300;  // device executors: the longest wait for their stream
   // SRA: owned shards sized by these weights (collectives/shards.hpp); empty: even.
   std::vector<double> shard_weights;
+  // Host paths: elements per pipelined chunk (collectives/overlap.hpp); 0: the environment's
+  // choice (GRADWIRE_OVERLAP, GRADWIRE_OVERLAP_CHUNK), by default the plain order.
+  std::size_t overlap_chunk = 0;
 };
 
 // Allreduce of float32 by the engine's allreduce (16-bit floats: pre-divided for avg).

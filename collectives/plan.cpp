@@ -23,6 +23,7 @@
 #include "collectives/algorithms.hpp"
 #include "collectives/cost_probe.hpp"
 #include "collectives/dgc.hpp"
+#include "collectives/overlap.hpp"
 #include "collectives/device_path.hpp"
 #include "collectives/registry.hpp"
 #include "collectives/residual_file.hpp"
@@ -255,6 +256,7 @@ void Plan::Impl::agree() {
       {"shapes", shapes_hash(cfg.shapes)},
       {"GRADWIRE_DEVICE_STAGING", whole_staging_forced() ? 1u : 0u},
       {"balance_shards", balance ? 1u : 0u},
+      {"GRADWIRE_OVERLAP", coll::overlap_setting()},  // collectives/overlap.hpp
       {"device-unavailable", device_error.empty() ? 0u : 1u},
       {"argument-invalid", arg_error.empty() ? 0u : 1u},
       {"codec-invalid", codec_ok ? 0u : 1u},  // last three: flags, not compared
@@ -413,7 +415,7 @@ void Plan::Impl::choose() {
     p.dgc = dgc.get();
   }
 
-  const int ops = 4 * c->size + 8;
+  const int ops = 4 * c->size + 8 + coll::overlap_ops(c->size, cfg.count);  // overlap.hpp
   // MPI_Comm_idup under the deadline and policy (MPI_Comm_dup could wait forever for a rank
   // that gave up on an earlier step).
   auto bounded_dup = [&](MPI_Comm from) {

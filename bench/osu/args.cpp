@@ -29,7 +29,8 @@ void usage(const char* name) {
       "  --backend B       mpi | nccl | auto: the engine of the dense path and the baseline\n"
       "                    (auto: mpi for host memory, nccl for cuda)\n"
       "  --codec SPEC      codec of gradwire's path (default none: the dense engine call);\n"
-      "                    repeatable, one sweep then compares several. SPEC[@ALGO][+ef|+noef],\n"
+      "                    repeatable, one sweep then compares several. SPEC[@ALGO][+ef|+noef]\n"
+      "                    [+overlap] (+overlap: the chunked pipeline, GRADWIRE_OVERLAP=1),\n"
       "                    e.g. --codec q8 --codec q4@shared-grid --codec topk:0.01+ef\n"
       "  --algo A          auto | dense | sra | shared-grid | sparse-allgather | hier\n"
       "  --ef on|off       error feedback of lossy codecs (default on)\n"
@@ -189,6 +190,9 @@ std::vector<CodecChoice> codec_choices(const Args& a) {
       } else if (s.size() > 5 && s.compare(s.size() - 5, 5, "+noef") == 0) {
         c.ef = false;
         s.resize(s.size() - 5);
+      } else if (s.size() > 8 && s.compare(s.size() - 8, 8, "+overlap") == 0) {
+        c.overlap = true;
+        s.resize(s.size() - 8);
       } else {
         break;
       }

@@ -39,6 +39,7 @@ struct CodecChoice {
   std::string spec;    // the codec spec, e.g. "q4"
   std::string algo;    // "auto", "dense", "sra", "shared-grid", ...
   bool ef = true;
+  bool overlap = false;  // "+overlap": the plan built with GRADWIRE_OVERLAP=1 (pipelined)
   bool dense() const { return spec == "none" && (algo == "auto" || algo == "dense"); }
 };
 std::vector<CodecChoice> codec_choices(const Args& a);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <string>
@@ -411,7 +412,16 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       cfg.seed = 12345;
       cfg.memory = mem;
       wd.arm(what_gw + " (plan " + c.label + ")");
+      // +overlap: the chunked pipelines (collectives/overlap.hpp), read when the plan is made.
+      const char* was = std::getenv("GRADWIRE_OVERLAP");
+      const std::string saved = was ? was : "";
+      if (c.overlap) setenv("GRADWIRE_OVERLAP", "1", 1);
       gradwire::Plan plan(comm, cfg);
+      if (c.overlap && was) {
+        setenv("GRADWIRE_OVERLAP", saved.c_str(), 1);
+      } else if (c.overlap) {
+        unsetenv("GRADWIRE_OVERLAP");
+      }
       for (int i = 0; i < warm; ++i) plan.run(send.data(), gout.data());
       double enc = 0, xfer = 0, dec = 0, wire = 0, pcie = 0;
       const Timing g = time_calls(engine.comm(), args.blocking, 0, iters, [&] {

@@ -1,5 +1,7 @@
 // Sparse allreduce: allgatherv of encoded (index, value) messages with a dense switch;
 // random-k by one dense allreduce of the chosen values (docs/compressed-collectives.md).
+// Pipelined (host paths, GRADWIRE_OVERLAP, collectives/overlap.hpp): the messages go point to
+// point and each is decoded the moment it and the lower ranks' have landed.
 #include "collectives/algorithms.hpp"
 #include "collectives/staged.hpp"
 
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "collectives/dgc.hpp"
+#include "collectives/overlap.hpp"
 #include "gradwire/error.hpp"
 
 namespace gradwire::coll {
@@ -41,6 +44,14 @@ class Sparse final : public Staged {
       sizes_.resize(static_cast<std::size_t>(P));
       counts_.resize(static_cast<std::size_t>(P));
       displs_.resize(static_cast<std::size_t>(P));
+      // The whole message is one chunk: top-k chooses over the whole buffer, so encoding it in
+      // pieces would choose other elements (not the plain order's bits).
+      if (overlap_chunk(t, p) > 0) {
+        pipelined_ = true;
+        peer_.assign(2 * static_cast<std::size_t>(P), -1);
+        ready_.assign(static_cast<std::size_t>(P), 0);
+        if (done_.size() < peer_.size()) done_.resize(peer_.size());
+      }
     }
     if (p.error_feedback) {
       res_.assign(p.count, 0.0f);
@@ -114,16 +125,19 @@ class Sparse final : public Staged {
         displs_[r] = static_cast<int>(at);
         at += cap_;
       }
+      if (pipelined_) return exchange_pipelined();
       t_.iallgatherv(msg_.data(), bytes_, gather_.data(), counts_.data(), displs_.data());
       return true;
     }
     if (stage_ == 2) {
       Timed tm(decode_s);
       if (!dense_) {
-        std::fill(out, out + p_.count, 0.0f);
-        // Rank order, not arrival order: every rank adds the same terms in the same order.
-        for (int r = 0; r < P; ++r)
-          cur_.decode_add(gather_.data() + displs_[r], sizes_[r], out, p_.count);
+        if (!pipelined_) {
+          std::fill(out, out + p_.count, 0.0f);
+          // Rank order, not arrival order: every rank adds the same terms in the same order.
+          for (int r = 0; r < P; ++r)
+            cur_.decode_add(gather_.data() + displs_[r], sizes_[r], out, p_.count);
+        }
       }
       if (p_.op == ReduceOp::Avg) scale(out, p_.count, P);
     }
@@ -131,6 +145,40 @@ class Sparse final : public Staged {
   }
 
  private:
+  // Stage 1, pipelined: every peer's message received into its slot and the own sent to every
+  // peer; the sum starts at once and each message is added as soon as it and all lower ranks'
+  // have landed: rank order, as the allgatherv path, so the same bits on every rank and run.
+  bool exchange_pipelined() {
+    const int P = t_.size(), me = t_.rank();
+    std::fill(ready_.begin(), ready_.end(), 0);
+    next_ = 0;
+    ready_[static_cast<std::size_t>(me)] = 1;
+    for (int r = 0; r < P; ++r)
+      if (r != me) peer_[static_cast<std::size_t>(t_.irecv(gather_.data() + displs_[r], sizes_[r], r, kTagGather))] = r;
+    for (int k = 1; k < P; ++k) t_.isend(msg_.data(), bytes_, (me + k) % P, kTagGather);
+    std::fill(static_cast<float*>(out_), static_cast<float*>(out_) + p_.count, 0.0f);
+    fold();
+    return true;
+  }
+
+  void arrived(int op) override {
+    if (!pipelined_ || stage_ != 1 || dense_) return;
+    const int r = peer_[static_cast<std::size_t>(op)];
+    if (r < 0) return;  // a send
+    ready_[static_cast<std::size_t>(r)] = 1;
+    fold();
+  }
+
+  void fold() {
+    Timed tm(decode_s);
+    const int P = t_.size();
+    while (next_ < P && ready_[static_cast<std::size_t>(next_)]) {
+      const std::byte* m = next_ == t_.rank() ? msg_.data() : gather_.data() + displs_[next_];
+      cur_.decode_add(m, sizes_[next_], static_cast<float*>(out_), p_.count);
+      ++next_;
+    }
+  }
+
   AlgoParams p_;
   Codec codec_;
   Codec cur_;  // this step's codec (codec_ but for the DGC warm-up density)
@@ -141,6 +189,10 @@ class Sparse final : public Staged {
   std::vector<std::uint64_t> sizes_;
   std::vector<int> counts_, displs_;
   std::vector<float> res_;
+  bool pipelined_ = false;
+  std::vector<int> peer_;    // operation -> peer of a receive, -1 for a send
+  std::vector<char> ready_;  // messages landed; next_: the next rank to add
+  int next_ = 0;
 };
 
 }  // namespace

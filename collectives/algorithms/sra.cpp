@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "collectives/overlap.hpp"
 #include "collectives/run_error.hpp"
 #include "collectives/shards.hpp"
 #include "gradwire/error.hpp"
@@ -42,7 +43,7 @@ class Sra final : public Staged {
     // (scatter_overlapped). Off by default: on the only machine it was measured on (2 cores,
     // oversubscribed, loaded) it was 0.8-1.4x the plain order (bench/results/sra-overlap.md).
     const char* ov = std::getenv("GRADWIRE_SRA_OVERLAP");
-    overlap_ = t.stream() == nullptr && ov && std::string(ov) == "1";
+    overlap_ = t.stream() == nullptr && ((ov && std::string(ov) == "1") || overlap_chunk(t, p) > 0);
     if (p.error_feedback) {
       res1_ = exec::Work<float>(x_, p.count);
       res2_ = exec::Work<float>(x_, len(me_));

@@ -55,7 +55,7 @@ struct Outcome {
 // Runs `steps` steps of the entry on P threads. Hier: nodes of two ranks (2k, 2k+1).
 // emulated: every rank's algorithm on its own EmulatedDevice executor (the device paths).
 Outcome run(const Case& k, int P, std::size_t n, const std::vector<std::vector<float>>& in,
-            int steps = 1, bool emulated = false) {
+            int steps = 1, bool emulated = false, std::size_t overlap_chunk = 0) {
   const coll::AlgorithmEntry* e = coll::find_algorithm(k.collective, k.algorithm);
   if (!e) throw std::logic_error(std::string("no registry entry ") + k.algorithm);
   coll::AlgoParams p;
@@ -64,6 +64,7 @@ Outcome run(const Case& k, int P, std::size_t n, const std::vector<std::vector<f
   p.codec = gradwire::parse_codec(k.codec);
   p.error_feedback = false;
   p.seed = kSeed;
+  p.overlap_chunk = overlap_chunk;
   const std::size_t out_n = k.collective == PlanCollective::Allgather ? n * static_cast<std::size_t>(P) : n;
 
   gwloop::Fabric world(P);
@@ -372,6 +373,58 @@ TEST(LoopbackDevice, NonFiniteOnOneRankFailsEveryRankAlike) {
           << "rank " << r << ": " << bad.errors[static_cast<std::size_t>(r)];
       EXPECT_EQ(bad.errors[static_cast<std::size_t>(r)], bad.errors[0]);
       EXPECT_NE(bad.errors[0].find("non-finite"), std::string::npos) << bad.errors[0];
+    }
+  }
+}
+
+// The chunked pipelines (GRADWIRE_OVERLAP, collectives/overlap.hpp) against the plain order
+// at 1-8 ranks, chunks of 7 elements (one bucket of a bucketed codec) and of 300: the same
+// bits on every rank, over two steps (workspace reused).
+TEST(LoopbackOverlap, ChunkedGivesThePlainOrdersBits) {
+  const std::size_t n = 1003;
+  const Case cases[] = {{C::Allgather, "compressed-allgather", "q8"},
+                        {C::Allgather, "compressed-allgather", "fp16"},
+                        {C::Allgather, "compressed-allgather", "q2:bucket=128,scale=absmax"},
+                        {C::Allgather, "compressed-allgather", "topk:ratio=0.05"},
+                        {C::Allreduce, "sparse-allgather", "topk:ratio=0.05"},
+                        {C::Allreduce, "sparse-allgather", "topk:ratio=0.3", ReduceOp::Avg},
+                        {C::Allreduce, "sparse-allgather", "randk:ratio=0.1"},
+                        {C::Allreduce, "sra", "q8"}};
+  for (const Case& k : cases) {
+    for (int P = 1; P <= 8; ++P) {
+      const auto x = inputs(P, n);
+      const Outcome plain = run(k, P, n, x, 2);
+      ASSERT_EQ(plain.error, "");
+      for (std::size_t chunk : {std::size_t{7}, std::size_t{300}}) {
+        SCOPED_TRACE(name_of(k) + ", P = " + std::to_string(P) + ", chunk " + std::to_string(chunk));
+        const Outcome piped = run(k, P, n, x, 2, false, chunk);
+        ASSERT_EQ(piped.error, "");
+        std::size_t differ = 0;
+        for (int r = 0; r < P; ++r)
+          differ += bit_differences(piped.out[static_cast<std::size_t>(r)], plain.out[static_cast<std::size_t>(r)]);
+        EXPECT_EQ(differ, 0u) << "elements whose bits differ from the plain order";
+      }
+    }
+  }
+}
+
+// A non-finite input on one rank, in a chunk after some that went out as data: the error
+// record takes that chunk's place and every later one's, and every rank fails the call with
+// the plain order's error (origin and element).
+TEST(LoopbackOverlap, NonFiniteOnOneRankFailsEveryRankAlike) {
+  const std::size_t n = 1003;
+  const Case k{C::Allgather, "compressed-allgather", "q8"};
+  for (int P : {2, 3, 5, 8}) {
+    for (std::size_t at : {std::size_t{0}, std::size_t{500}, n - 1}) {
+      SCOPED_TRACE("P = " + std::to_string(P) + ", NaN at " + std::to_string(at));
+      auto x = inputs(P, n);
+      x[1][at] = NAN;
+      const Outcome plain = run(k, P, n, x);
+      const Outcome piped = run(k, P, n, x, 1, false, 128);
+      ASSERT_NE(plain.errors[0], "");
+      EXPECT_NE(plain.errors[0].find("rank 1"), std::string::npos) << plain.errors[0];
+      for (int r = 0; r < P; ++r)
+        EXPECT_EQ(piped.errors[static_cast<std::size_t>(r)], plain.errors[0]) << "rank " << r;
     }
   }
 }

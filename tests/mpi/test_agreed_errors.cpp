@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -31,6 +32,7 @@ struct Case {
   const char* algorithm;
   bool names_index;  // whether the agreed text says where
   int ranks_per_node = 0;  // hier: nodes of two ranks acted out on one host
+  const char* overlap_chunk = nullptr;  // GRADWIRE_OVERLAP_CHUNK for the plan: pipelined
 };
 
 const Case kCases[] = {
@@ -41,6 +43,9 @@ const Case kCases[] = {
     // The NaN sits on a non-leader when the size is even: the node's sum carries it to the
     // leader, whose error must reach the node's other ranks too.
     {"hier", PlanCollective::Allreduce, "q8", "hier", true, 2},
+    // Chunked pipelines: the NaN (element 1234) is in the third chunk, after two went out.
+    {"allgather-chunked", PlanCollective::Allgather, "q8", "auto", true, 0, "512"},
+    {"sra-chunked", PlanCollective::Allreduce, "q8", "sra", true, 0, "512"},
 };
 
 // FNV-1a of the agreed error: the text from its last "gradwire: " on (before it, each rank's
@@ -68,7 +73,9 @@ TEST_P(AgreedErrors, NonFiniteOnOneRankFailsEveryRankAlike) {
   cfg.count = n;
   cfg.codec = k.codec;
   cfg.algorithm = k.algorithm;
+  if (k.overlap_chunk) setenv("GRADWIRE_OVERLAP_CHUNK", k.overlap_chunk, 1);
   Plan plan(comm, cfg);
+  unsetenv("GRADWIRE_OVERLAP_CHUNK");
   std::vector<float> x(n), y(k.collective == PlanCollective::Allgather ? n * P : n);
   for (std::size_t i = 0; i < n; ++i) x[i] = std::sin(0.1f * static_cast<float>(i) + me);
   plan.run(x.data(), y.data());  // a good run first

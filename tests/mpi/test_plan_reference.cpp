@@ -4,7 +4,9 @@
 // in-process tier and the mpirun tier agree bit for bit where the old tests compare bits.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -96,6 +98,57 @@ TEST(PlanReference, SraReduceScatterAllgatherSparseMatchTheSerialReference) {
   psp.run(firsts[static_cast<std::size_t>(me)].data(), sum.data());
   const gradwire::Codec topk(gradwire::parse_codec(sp.codec));
   EXPECT_EQ(differ(sum.data(), gwref::sparse_sum(topk, firsts, kSeed, 0)), 0u) << "sparse topk";
+}
+
+// The chunked pipelines (GRADWIRE_OVERLAP_CHUNK, collectives/overlap.hpp): the same bits as
+// the serial references (so as the plain order), with chunks of 100 elements (rounded up to
+// whole codec buckets) and of 1 (one bucket each).
+TEST(PlanReference, ChunkedPipelinesMatchTheSerialReference) {
+  gradwire::Communicator comm(MPI_COMM_WORLD);
+  const int P = comm.size(), me = comm.rank();
+  const std::size_t n = 1003;
+  std::vector<std::vector<float>> x;
+  for (int r = 0; r < P; ++r) x.push_back(gwplan::inputs_of(kSeed, r, n));
+  const auto& mine = x[static_cast<std::size_t>(me)];
+  for (const char* chunk : {"100", "1"}) {
+    SCOPED_TRACE(std::string("chunk ") + chunk);
+    auto plan = [&](gradwire::PlanConfig cfg) {
+      cfg.count = n;
+      cfg.error_feedback = false;
+      cfg.seed = kSeed;
+      setenv("GRADWIRE_OVERLAP_CHUNK", chunk, 1);
+      auto p = std::make_unique<gradwire::Plan>(comm, cfg);
+      unsetenv("GRADWIRE_OVERLAP_CHUNK");
+      return p;
+    };
+    gradwire::PlanConfig ag;
+    ag.collective = PlanCollective::Allgather;
+    ag.codec = "q8";
+    std::vector<float> all(n * static_cast<std::size_t>(P));
+    const auto pag = plan(ag);
+    for (std::uint64_t step = 0; step < 2; ++step) {  // the workspace reused
+      pag->run(mine.data(), all.data());
+      const gradwire::Codec q8(gradwire::parse_codec("q8"));
+      for (int r = 0; r < P; ++r)
+        EXPECT_EQ(differ(all.data() + n * static_cast<std::size_t>(r),
+                         gwref::allgather_block(q8, x[static_cast<std::size_t>(r)], r, kSeed, step)), 0u)
+            << "allgather q8, block " << r << ", step " << step;
+    }
+    gradwire::PlanConfig sp;
+    sp.codec = "topk:ratio=0.05";
+    sp.algorithm = "sparse-allgather";
+    std::vector<float> sum(n);
+    plan(sp)->run(mine.data(), sum.data());
+    EXPECT_EQ(differ(sum.data(), gwref::sparse_sum(gradwire::Codec(gradwire::parse_codec(sp.codec)), x, kSeed, 0)), 0u)
+        << "sparse topk";
+    gradwire::PlanConfig sr;
+    sr.codec = "q8";
+    sr.algorithm = "sra";
+    std::vector<float> got(n);
+    plan(sr)->run(mine.data(), got.data());
+    EXPECT_EQ(differ(got.data(), gwref::sra_allreduce(gradwire::Codec(gradwire::parse_codec("q8")), x, kSeed, 0, false)), 0u)
+        << "sra q8";
+  }
 }
 
 }  // namespace
