@@ -23,6 +23,7 @@
 #include "collectives/cost_probe.hpp"
 #include "collectives/dgc.hpp"
 #include "collectives/powersgd.hpp"
+#include "collectives/powersgd_device.hpp"  // declarations only; defined in CUDA builds
 #include "collectives/reduce_scatter.hpp"
 #include "comm_impl.hpp"
 #include "device_backend.hpp"
@@ -161,6 +162,7 @@ struct Plan::Impl {
   void prepare_device();
   void release_staging() noexcept;
   void run_device(const void* send, void* recv, void* stream, bool wait_result);
+  void make_device_powersgd(const coll::AlgoParams& p);
   void agree();
   void check_config();
   std::string arg_error;  // why this rank rejects the configuration (agreed on in agree())
@@ -461,6 +463,8 @@ void Plan::Impl::choose() {
       algo = coll::make_shared_grid(*t, p);
     } else if (name == "sparse-allgather") {
       algo = coll::make_sparse(*t, p);
+    } else if (name == "powersgd" && device) {
+      make_device_powersgd(p);
     } else if (name == "powersgd") {
       algo = coll::make_powersgd(*t, p, cfg.powersgd_rank, cfg.shapes);
     } else {  // hier
@@ -670,6 +674,36 @@ void Plan::run_on_stream(const void* send, void* recv, void* cuda_stream) {
   p.run_device(send, recv, cuda_stream, false);
 }
 
+// Device powersgd (cuBLAS/cuSOLVER) makes handles and device memory, which can fail on one
+// rank only: the ranks agree on the outcome, so none is left waiting in the first run. Throws
+// a plain Error; choose() reports it.
+void Plan::Impl::make_device_powersgd(const coll::AlgoParams& p) {
+#if GRADWIRE_HAVE_CUDA
+  std::string why;
+  ErrorCode code = ErrorCode::Cuda;
+  try {
+    algo = coll::make_powersgd_device(*t, p, cfg.powersgd_rank, cfg.shapes);
+  } catch (const Error& e) {
+    why = e.what();
+    code = e.code();
+  }
+  const MPI_Comm cc = c->comm;
+  const int any = detail::bounded_of(*c, call, "MPI_Iallreduce", std::vector<int>{why.empty() ? 0 : 1},
+                                     [cc](void* b, MPI_Request* r) {
+                                       return MPI_Iallreduce(MPI_IN_PLACE, b, 1, MPI_INT, MPI_MAX,
+                                                             cc, r);
+                                     })[0];
+  if (!why.empty()) throw Error(code, why);
+  if (any)
+    throw Error(ErrorCode::Cuda, "gradwire: powersgd (device): another rank could not set it up "
+                                 "(see its message)");
+  stats.transport = "mpi+device-powersgd";
+#else
+  (void)p;
+  throw Error(ErrorCode::Unsupported, "device-memory plan: gradwire was built without CUDA");
+#endif
+}
+
 // Device → pinned on the stream, a bounded wait for the stream, the host algorithm on the
 // pinned buffers (the same bits as a host plan), pinned → device on the stream. A failure
 // leaves the staging state unknown, so the plan is marked unusable, as for a failed host run.
@@ -699,6 +733,21 @@ void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wai
       return e == cudaSuccess;
     });
   };
+  if (algo->on_device()) {  // powersgd on the GPU: no staging (collectives/powersgd_device.hpp)
+    const double t_start = now_s();
+    algo->set_stream(stream);
+    begin(send, recv);
+    wait_blocking(c->policy);
+    try {
+      if (wait_result) wait([&] { return cudaStreamQuery(s); }, "cudaStreamQuery (result)");
+    } catch (const Error& e) {
+      broken = e.what();
+      throw;
+    }
+    stats.stage_s = 0;
+    stats.total_s = now_s() - t_start;
+    return;
+  }
   const double ts = now_s();
   double staged = 0;
   try {
@@ -740,6 +789,7 @@ void Plan::reset_residual() {
   Impl& p = *impl_;
   if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "reset_residual while a run is in flight");
   for (auto& s : p.algo->slots) std::fill(s.data, s.data + s.length, 0.0f);
+  p.algo->slots_to_residual();
   if (p.dgc) p.dgc->reset();
 }
 
@@ -908,6 +958,7 @@ void Plan::carry_residual(const Plan& from) {
 }
 
 void Plan::Impl::add_residual(std::vector<double>& sum) const {
+  algo->residual_to_slots();
   for (const auto& s : algo->slots)
     for (std::size_t i = 0; i < s.length; ++i) sum[s.offset + i] += s.data[i];
 }
@@ -923,6 +974,7 @@ void Plan::Impl::set_residual(const std::vector<double>& sum, int holders) {
     for (std::size_t i = 0; i < s.length; ++i)
       s.data[i] = s.primary ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;
   }
+  p.algo->slots_to_residual();
 }
 
 void allreduce_compressed(Communicator& comm, const void* send, void* recv, std::size_t count,

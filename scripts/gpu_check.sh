@@ -6,7 +6,8 @@
 #   2. gw_gpu_tests (the CUDA codec kernels against the host codec);
 #   3. gw_mpi_tests at 1 rank: everything passes and no device test skips;
 #   4. gw_mpi_tests at 2 ranks on one GPU (CUDA_VISIBLE_DEVICES=first GPU): host tests pass,
-#      dense device tests skip saying why, and the shared-GPU error test runs;
+#      dense device tests skip saying why, and the shared-GPU error test runs; device powersgd
+#      plans (no NCCL) run on the shared GPU;
 #   5. a short `gw_allreduce -d cuda -c` sweep at 1 rank (and at 2 ranks with two GPUs).
 # Prints a summary (also written to GW_GPU_CHECK_SUMMARY, default BUILD/gpu-check-summary.md).
 # Exit status: 0 all passed; 1 a check failed; 2 no GPU on this machine; 3 configure or build
@@ -110,8 +111,8 @@ run gpu_tests "$gpu_tests" --gtest_color=no
 expect gpu_tests "no GPU test skipped" '^\[  SKIPPED \]' absent
 
 run mpi_np1 "$mpirun" --oversubscribe -np 1 "$mpi_tests" --gtest_color=no
-expect mpi_np1 "device tests ran (none of Device, DeviceSetupGpu, PlanDeviceGpu skipped)" \
-  '^\[  SKIPPED \] (Device|DeviceSetupGpu|PlanDeviceGpu)\.' absent
+expect mpi_np1 "device tests ran (none of Device, DeviceSetupGpu, PlanDeviceGpu, PowerSgdDeviceGpu skipped)" \
+  '^\[  SKIPPED \] (Device|DeviceSetupGpu|PlanDeviceGpu|PowerSgdDeviceGpu)\.' absent
 expect mpi_np1 "the 100-communicator loop passed" '^\[       OK \] DeviceSetupGpu\.HundredCommunicatorsWithADeviceCallEach'
 
 run mpi_np2_one_gpu env CUDA_VISIBLE_DEVICES="$first_gpu" "$mpirun" --oversubscribe -np 2 "$mpi_tests" --gtest_color=no
@@ -119,6 +120,8 @@ expect mpi_np2_one_gpu "dense device tests skipped with the shared-GPU reason" \
   'share a GPU \(more ranks than GPUs\)'
 expect mpi_np2_one_gpu "the shared-GPU error test ran and passed" \
   '^\[       OK \] DeviceSetupShared\.SharedGpuIsAClearErrorForDeviceCallsOnly'
+expect mpi_np2_one_gpu "device powersgd ran on the shared GPU (cuBLAS/cuSOLVER, no NCCL)" \
+  '^\[       OK \] PowerSgdDeviceGpu\.MatchesTheHostPlanStepByStep'
 
 run allreduce_cuda_np1 "$mpirun" --oversubscribe -np 1 "$allreduce" -d cuda -c -m 8:4M -i 50 -x 10
 if [ "$gpus" -ge 2 ]; then
