@@ -71,8 +71,10 @@ struct PlanStats {
   std::size_t wire_bytes = 0;       // bytes this rank sent
   double encode_s = 0, transfer_s = 0, decode_s = 0, total_s = 0;
   // How the data reached the network, fixed at construction: "mpi" (host buffers handed to
-  // MPI) or "mpi+staged-pinned" (device plans: device buffers copied through pinned host
-  // buffers the plan owns, then the host algorithm; bit-identical to a host plan).
+  // MPI), "mpi+staged-pinned" (device plans: device buffers copied through pinned host
+  // buffers the plan owns, then the host algorithm; bit-identical to a host plan) or
+  // "mpi+device-powersgd" (device powersgd plans: the algorithm on the GPU, only its factors
+  // through pinned memory; within float rounding of a host plan).
   std::string transport;
   // Device plans: what MPI says of CUDA-awareness (Open MPI's MPIX_Query_cuda_support):
   // 1 device pointers accepted, 0 not, -1 unknown or not queried (host plans). Staging is used
