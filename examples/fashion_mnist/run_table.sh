@@ -112,13 +112,13 @@ done | awk -F'|' -v png="$LOG_DIR.dat" '
     key = $1 SUBSEP $3
     if (!(key in seen)) { seen[key] = 1; order[++nk] = key; flags[key] = $2 }
     if ($5 == "FAILED") { failed[key]++; next }
-    acc = get($5, "test_acc"); wire = get($5, "wire_B_per_step")
+    acc = get($5, "test_acc"); wire = get($5, "wire_B_per_step"); ep[key] = get($5, "epochs")
     n[key]++; s[key] += acc; ss[key] += acc * acc; w[key] += wire
     a[key, $4] = acc
   }
   END {
-    print "| run | flags | ranks | seeds | test acc (mean ± std) | vs none, same seeds (points) | wire B/step/rank | vs none | failed |"
-    print "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    print "| run | flags | ranks | epochs | seeds | test acc (mean ± std) | vs none, same seeds (points) | wire B/step/rank | vs none | failed |"
+    print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for (i = 1; i <= nk; ++i) {
       key = order[i]; split(key, kk, SUBSEP); name = kk[1]; np = kk[2]
       m = n[key] ? s[key] / n[key] : 0
@@ -129,7 +129,8 @@ done | awk -F'|' -v png="$LOG_DIR.dat" '
       for (seed = 1; seed <= 100; ++seed)
         if (((key, seed) in a) && ((nk0, seed) in a)) { d += a[key, seed] - a[nk0, seed]; c++ }
       wire = n[key] ? w[key] / n[key] : 0; wire0 = n[nk0] ? w[nk0] / n[nk0] : 0
-      printf "| %s | `%s` | %s | %d | %s | %s | %s | %s | %d |\n", name, flags[key], np, n[key],
+      printf "| %s | `%s` | %s | %s | %d | %s | %s | %s | %s | %d |\n", name, flags[key], np,
+        (key in ep) ? ep[key] : "-", n[key],
         n[key] ? sprintf("%.4f ± %.4f", m, sd) : "-", c ? sprintf("%+.2f", 100 * d / c) : "-",
         n[key] ? sprintf("%.0f", wire) : "-", (n[key] && wire0) ? sprintf("%.4fx", wire / wire0) : "-",
         failed[key] + 0
@@ -142,7 +143,7 @@ if [[ -s "$LOG_DIR.dat" ]] && command -v gnuplot >/dev/null; then
   gnuplot <<GP
 set terminal pngcairo size 1000,640 noenhanced
 set output "$LOG_DIR.png"
-set title "Fashion-MNIST MLP, $EPOCHS epochs: test accuracy (mean ± std over seeds) vs bytes sent per step per rank"
+set title "Fashion-MNIST MLP, $EPOCHS epochs (8 ranks: $EPOCHS_8): test accuracy (mean ± std over seeds) vs bytes sent per step per rank"
 set logscale x
 set xlabel "wire bytes per step per rank (log)"
 set ylabel "test accuracy"
