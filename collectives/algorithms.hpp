@@ -34,6 +34,13 @@ class Algorithm {
   virtual bool progress() = 0;
   std::vector<ResidualSlot> slots;
   double encode_s = 0, decode_s = 0;  // time of the current run spent in codecs
+  // Algorithms whose buffers and state live on the GPU (powersgd_device.hpp) take device
+  // pointers and enqueue on the stream set before begin(); their `slots` are a host copy of
+  // the residual, refreshed before the plan reads it and written back after it sets it.
+  virtual bool on_device() const { return false; }
+  virtual void set_stream(void* /*cudaStream_t*/) {}
+  virtual void residual_to_slots() {}
+  virtual void slots_to_residual() {}
 };
 
 class Dgc;  // collectives/dgc.hpp

@@ -21,10 +21,11 @@
 #include "bounded.hpp"
 #include "check.hpp"
 #include "collectives/algorithms.hpp"
+#include "collectives/algorithms/powersgd_device.hpp"  // declarations only; defined in CUDA builds
 #include "collectives/cost_probe.hpp"
 #include "collectives/dgc.hpp"
-#include "collectives/overlap.hpp"
 #include "collectives/device_path.hpp"
+#include "collectives/overlap.hpp"
 #include "collectives/registry.hpp"
 #include "collectives/residual_file.hpp"
 #include "collectives/shards.hpp"
@@ -175,6 +176,7 @@ struct Plan::Impl {
                (!detail::is_device_pointer(send) ? "send" : "recv") +
                " is not device memory (use a Memory::Host plan for host buffers)");
   }
+  void make_device_powersgd(const coll::AlgoParams& p);
   void agree();
   void check_config();
   bool balance = false;  // SRA shards by measured speed (PlanConfig::balance_shards or env)
@@ -443,6 +445,10 @@ void Plan::Impl::choose() {
   build.powersgd_rank = cfg.powersgd_rank;
   build.shapes = &cfg.shapes;
   try {
+    if (cfg.memory == Memory::Device && std::string(entry->name) == "powersgd") {
+      make_device_powersgd(p);  // on the GPU (cuBLAS, cuSOLVER): algo, or every rank throws
+      return;
+    }
     if (entry->node_comms) {
       local = bounded_dup(c->local);
       tlocal = std::make_unique<detail::MpiTransport>(local, ops, *c, call);
@@ -739,6 +745,36 @@ void Plan::run_on_stream(const void* send, void* recv, void* cuda_stream) {
   p.run_device(send, recv, cuda_stream, false);
 }
 
+// Device powersgd (cuBLAS/cuSOLVER) makes handles and device memory, which can fail on one
+// rank only: the ranks agree on the outcome, so none is left waiting in the first run. Throws
+// a plain Error; choose() reports it.
+void Plan::Impl::make_device_powersgd(const coll::AlgoParams& p) {
+#if GRADWIRE_HAVE_CUDA
+  std::string why;
+  ErrorCode code = ErrorCode::Cuda;
+  try {
+    algo = coll::make_powersgd_device(*t, p, cfg.powersgd_rank, cfg.shapes);
+  } catch (const Error& e) {
+    why = e.what();
+    code = e.code();
+  }
+  const MPI_Comm cc = c->comm;
+  const int any = detail::bounded_of(*c, call, "MPI_Iallreduce", std::vector<int>{why.empty() ? 0 : 1},
+                                     [cc](void* b, MPI_Request* r) {
+                                       return MPI_Iallreduce(MPI_IN_PLACE, b, 1, MPI_INT, MPI_MAX,
+                                                             cc, r);
+                                     })[0];
+  if (!why.empty()) throw Error(code, why);
+  if (any)
+    throw Error(ErrorCode::Cuda, "gradwire: powersgd (device): another rank could not set it up "
+                                 "(see its message)");
+  stats.transport = "mpi+device-powersgd";
+#else
+  (void)p;
+  throw Error(ErrorCode::Unsupported, "device-memory plan: gradwire was built without CUDA");
+#endif
+}
+
 // Device → pinned on the stream, a bounded wait for the stream, the host algorithm on the
 // pinned buffers (the same bits as a host plan), pinned → device on the stream. A failure
 // leaves the staging state unknown, so the plan is marked unusable, as for a failed host run.
@@ -747,6 +783,22 @@ void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wai
     fail(ErrorCode::Unsupported, "device-memory plan: gradwire was built without CUDA");
   check_run(send, recv);
   check_device_pointers(send, recv);
+  if (algo->on_device()) {  // powersgd on the GPU: no staging (algorithms/powersgd_device.hpp)
+    const double t_start = now_s();
+    algo->set_stream(stream);
+    check_agreement();
+    begin(send, recv);
+    wait_blocking(c->policy);
+    try {
+      if (wait_result) detail::wait_stream(stream, *c, call);
+    } catch (const Error& e) {
+      broken = e.what();
+      throw;
+    }
+    stats.stage_s = 0;
+    stats.total_s = now_s() - t_start;
+    return;
+  }
   if (native) {
     // On the GPU: kernels and transfers on the caller's stream; the run completes when the
     // stream has done them (the executor's finish), without a device-wide sync.
@@ -797,6 +849,7 @@ void Plan::reset_residual() {
       std::fill(s.data, s.data + s.length, 0.0f);
     }
   }
+  p.algo->slots_to_residual();
   if (p.dgc) p.dgc->reset();
 }
 
@@ -892,6 +945,7 @@ void Plan::carry_residual(const Plan& from) {
 }
 
 void Plan::Impl::add_residual(std::vector<double>& sum) const {
+  algo->residual_to_slots();
   std::vector<float> host;
   for (const auto& s : algo->slots) {
     const float* d = s.data;
@@ -920,6 +974,7 @@ void Plan::Impl::set_residual(const std::vector<double>& sum, int holders) {
       d[i] = s.primary ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;
     if (s.x) s.x->from_host(s.data, host.data(), s.length * sizeof(float));
   }
+  p.algo->slots_to_residual();
 }
 
 void allreduce_compressed(Communicator& comm, const void* send, void* recv, std::size_t count,

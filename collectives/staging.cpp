@@ -92,6 +92,11 @@ void PinnedStaging::up(void* dst, std::size_t bytes, void* stream, bool wait,
   if (wait) wait_for([&] { return cudaEventQuery(ev); }, "cudaEventQuery (copy back)", c, call);
 }
 
+void wait_stream(void* stream, const Communicator::Impl& c, const CallInfo& call) {
+  const auto s = static_cast<cudaStream_t>(stream);
+  wait_for([&] { return cudaStreamQuery(s); }, "cudaStreamQuery (result)", c, call);
+}
+
 #else  // no CUDA in this build
 
 std::string PinnedStaging::prepare(std::size_t, std::size_t, bool, int) {
@@ -105,6 +110,9 @@ void PinnedStaging::down(const void*, std::size_t, void*, const Communicator::Im
 }
 void PinnedStaging::up(void*, std::size_t, void*, bool, const Communicator::Impl& c,
                        const CallInfo& call) {
+  c.fail(ErrorCode::Unsupported, call, "device-memory plan: gradwire was built without CUDA");
+}
+void wait_stream(void*, const Communicator::Impl& c, const CallInfo& call) {
   c.fail(ErrorCode::Unsupported, call, "device-memory plan: gradwire was built without CUDA");
 }
 

@@ -47,4 +47,8 @@ class PinnedStaging {
   void* copied_ = nullptr;  // cudaEvent_t recorded after the last copy back
 };
 
+// Waits, bounded like the copies, until everything enqueued on `stream` has run (device
+// algorithms that keep their data on the GPU: the end of a blocking run).
+void wait_stream(void* stream, const Communicator::Impl& c, const CallInfo& call);
+
 }  // namespace gradwire::detail

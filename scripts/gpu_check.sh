@@ -10,7 +10,7 @@
 #   4. gw_mpi_tests at 2 ranks on one GPU (CUDA_VISIBLE_DEVICES=first GPU): host tests pass,
 #      dense device tests skip saying why, the shared-GPU error test runs, and device plans
 #      (the staged-compressed transport) give the host plans' bits; the device plans again
-#      at 4 ranks on that GPU;
+#      at 4 ranks on that GPU; device powersgd plans (no NCCL) run on the shared GPU;
 #   5. a short `gw_allreduce -d cuda -c` sweep at 1 rank (and at 2 ranks with two GPUs).
 # Prints a summary (also written to GW_GPU_CHECK_SUMMARY, default BUILD/gpu-check-summary.md).
 # Exit status: 0 all passed; 1 a check failed; 2 no GPU on this machine; 3 configure or build
@@ -119,8 +119,8 @@ run codec_bench_gpu "$codec_bench" --benchmark_out="$logdir/codec-gpu.json" --be
 run torch_peers python3 "$root/bench/gpu/torch_peers.py"  # exits 0 saying so without torch
 
 run mpi_np1 "$mpirun" --oversubscribe -np 1 "$mpi_tests" --gtest_color=no
-expect mpi_np1 "device tests ran (none of Device, DeviceSetupGpu, PlanDeviceGpu skipped)" \
-  '^\[  SKIPPED \] (Device|DeviceSetupGpu|PlanDeviceGpu)\.' absent
+expect mpi_np1 "device tests ran (none of Device, DeviceSetupGpu, PlanDeviceGpu, PowerSgdDeviceGpu skipped)" \
+  '^\[  SKIPPED \] (Device|DeviceSetupGpu|PlanDeviceGpu|PowerSgdDeviceGpu)\.' absent
 expect mpi_np1 "the 100-communicator loop passed" '^\[       OK \] DeviceSetupGpu\.HundredCommunicatorsWithADeviceCallEach'
 expect mpi_np1 "device SRA plan on the GPU (NCCL) gave the host plan's bits" '^\[       OK \] PlanDeviceGpu\.SraQ8MatchesHostBits'
 
@@ -133,6 +133,8 @@ expect mpi_np2_one_gpu "device plans on the shared GPU ran (none of PlanDeviceGp
   '^\[  SKIPPED \] PlanDeviceGpu\.' absent
 expect mpi_np2_one_gpu "device SRA plan (staged-compressed) gave the host plan's bits" \
   '^\[       OK \] PlanDeviceGpu\.SraQ8MatchesHostBits'
+expect mpi_np2_one_gpu "device powersgd ran on the shared GPU (cuBLAS/cuSOLVER, no NCCL)" \
+  '^\[       OK \] PowerSgdDeviceGpu\.MatchesTheHostPlanStepByStep'
 
 run plan_device_np4_one_gpu env CUDA_VISIBLE_DEVICES="$first_gpu" "$mpirun" --oversubscribe -np 4 \
   "$mpi_tests" --gtest_color=no --gtest_filter='PlanDevice*:PlanReference*'

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "collectives/algorithms/powersgd_layout.hpp"
 #include "gradwire/error.hpp"
 #include "transport/element_ops.hpp"
 
@@ -18,17 +19,6 @@ namespace {
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-std::uint64_t mix(std::uint64_t x) {  // splitmix64
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-[[noreturn]] void bad(const std::string& what) {
-  throw Error(ErrorCode::InvalidArgument, "gradwire: powersgd: " + what);
 }
 
 // c (n x r) = a (n x m, row-major) * b (m x r)
@@ -86,37 +76,11 @@ class PowerSgd final : public Algorithm {
   PowerSgd(Transport& t, const AlgoParams& p, std::uint32_t rank,
            const std::vector<MatrixShape>& shapes)
       : t_(t), p_(p), r_(rank), done_(8) {
-    if (rank == 0) bad("powersgd_rank is 0; it must be >= 1");
-    std::size_t off = 0, pn = 0, qn = 0, en = 0;
-    for (std::size_t i = 0; i < shapes.size(); ++i) {
-      const MatrixShape& s = shapes[i];
-      if (s.rows == 0 || s.cols == 0)
-        bad("shape " + std::to_string(i) + " is " + std::to_string(s.rows) + "x" +
-            std::to_string(s.cols) + "; rows and cols must be >= 1");
-      if (s.rows > (p.count - off) / s.cols)
-        bad("shapes need more than count = " + std::to_string(p.count) +
-            " elements (shape " + std::to_string(i) + ", " + std::to_string(s.rows) + "x" +
-            std::to_string(s.cols) + ", starts at element " + std::to_string(off) + ")");
-      Mat m{off, s.rows, s.cols, 0, 0, 0};
-      const std::size_t size = s.rows * s.cols;
-      // Compressed only when the two factors are smaller than the matrix.
-      if (rank * (s.rows + s.cols) < size) {
-        m.p = pn;
-        m.q = qn;
-        m.e = en;
-        pn += s.rows * rank;
-        qn += s.cols * rank;
-        en += size;
-        low_.push_back(m);
-      } else {
-        dense_.push_back({off, size});
-      }
-      off += size;
-    }
-    if (off < p.count) dense_.push_back({off, p.count - off});
+    PowerSgdLayout l = powersgd_layout(p.count, rank, shapes);
+    low_ = std::move(l.low);
+    dense_ = std::move(l.dense);
+    const std::size_t pn = l.pn, qn = l.qn, en = l.en, dn = l.dn;
     dense_at_ = pn;
-    std::size_t dn = 0;
-    for (const auto& d : dense_) dn += d.second;
     pbuf_.resize(pn + dn);
     qbuf_.resize(qn);
     qlocal_.resize(qn);
@@ -128,10 +92,7 @@ class PowerSgd final : public Algorithm {
 #endif
     }
     // The first Q: the same pseudo-random values on every rank, from the plan's seed.
-    for (std::size_t i = 0; i < qn; ++i) {
-      const std::uint64_t z = mix(p.seed ^ mix(0x706f77657273ull + i));
-      qbuf_[i] = static_cast<float>(static_cast<double>(z >> 40) * 0x1.0p-24 * 2.0 - 1.0);
-    }
+    for (std::size_t i = 0; i < qn; ++i) qbuf_[i] = powersgd_initial_q(p.seed, i);
     if (p.error_feedback) {
       res_.assign(en, 0.0f);
       for (const Mat& m : low_) slots.push_back({res_.data() + m.e, m.off, m.n * m.m, true});
@@ -161,10 +122,7 @@ class PowerSgd final : public Algorithm {
   }
 
  private:
-  struct Mat {
-    std::size_t off, n, m;
-    std::size_t p, q, e;  // offsets in pbuf_/qbuf_ and in the residual (or work) buffer
-  };
+  using Mat = PowerSgdMat;  // offsets in pbuf_/qbuf_ and in the residual (or work) buffer
 
   float* mbuf(const Mat& m) { return (res_.empty() ? work_.data() : res_.data()) + m.e; }
 

@@ -81,7 +81,9 @@ struct PlanStats {
   // has its own GPU: grouped ncclSend/ncclRecv), "mpi-cuda-aware" (device pointers to a
   // CUDA-aware MPI), "mpi+staged-compressed" (only the compressed messages through pinned
   // host memory), or, for algorithms without a device path, "mpi+staged-pinned" (the whole
-  // buffer through pinned host memory, then the host algorithm).
+  // buffer through pinned host memory, then the host algorithm); device powersgd plans:
+  // "mpi+device-powersgd" (the algorithm on the GPU, only its factors through pinned memory;
+  // within float rounding of a host plan).
   std::string transport;
   // Device plans: what MPI says of CUDA-awareness (Open MPI's MPIX_Query_cuda_support):
   // 1 device pointers accepted, 0 not, -1 unknown or not queried (host plans). Every rank's
