@@ -27,17 +27,6 @@ MPI_Op op_of(coll::Elem t, coll::Reduce op) {
   return op == coll::Reduce::Sum ? MPI_SUM : MPI_MAX;
 }
 
-std::size_t elem_size(coll::Elem t) {
-  switch (t) {
-    case coll::Elem::F32: return 4;
-    case coll::Elem::F16:
-    case coll::Elem::BF16: return 2;
-    case coll::Elem::U64: return 8;
-    case coll::Elem::Byte: return 1;
-  }
-  return 1;
-}
-
 }  // namespace
 
 MpiTransport::MpiTransport(MPI_Comm comm, int max_ops, const Communicator::Impl& c,
@@ -87,7 +76,7 @@ int MpiTransport::irecv(void* buf, std::size_t bytes, int peer, int tag) {
 
 int MpiTransport::iallreduce(void* buf, std::size_t count, coll::Elem t, coll::Reduce op) {
   MPI_Request* r = next("MPI_Iallreduce");
-  if (size_ > 1) sent_bytes += 2 * (size_ - 1) * count * elem_size(t) / size_;
+  if (size_ > 1) sent_bytes += 2 * (size_ - 1) * count * coll::elem_size(t) / size_;
   return post(MPI_Iallreduce(MPI_IN_PLACE, buf, to_int(count, c_, call_), type_of(t),
                              op_of(t, op), comm_, r),
               "MPI_Iallreduce");
@@ -115,7 +104,7 @@ int MpiTransport::iallgatherv(const void* send, std::size_t bytes, void* recv, c
 int MpiTransport::ireduce(const void* send, void* recv, std::size_t count, coll::Elem t,
                           int root) {
   MPI_Request* r = next("MPI_Ireduce");
-  if (rank_ != root) sent_bytes += count * elem_size(t);
+  if (rank_ != root) sent_bytes += count * coll::elem_size(t);
   return post(MPI_Ireduce(send, recv, to_int(count, c_, call_), type_of(t),
                           op_of(t, coll::Reduce::Sum), root, comm_, r),
               "MPI_Ireduce");

@@ -20,17 +20,6 @@ ncclDataType_t nccl_type(coll::Elem t) {
   return ncclUint8;
 }
 
-std::size_t elem_bytes(coll::Elem t) {
-  switch (t) {
-    case coll::Elem::F32: return 4;
-    case coll::Elem::F16:
-    case coll::Elem::BF16: return 2;
-    case coll::Elem::U64: return 8;
-    case coll::Elem::Byte: return 1;
-  }
-  return 1;
-}
-
 }  // namespace
 
 NcclTransport::NcclTransport(void* nccl_comm, void* stream, int /*max_ops*/,
@@ -99,7 +88,7 @@ int NcclTransport::irecv(void* buf, std::size_t bytes, int peer, int) {
 
 int NcclTransport::iallreduce(void* buf, std::size_t count, coll::Elem t, coll::Reduce op) {
   // Counted at the ring's cost, as MpiTransport does, so wire_bytes compare across transports.
-  if (size_ > 1) sent_bytes += 2 * (size_ - 1) * count * elem_bytes(t) / size_;
+  if (size_ > 1) sent_bytes += 2 * (size_ - 1) * count * coll::elem_size(t) / size_;
   return enqueued(ncclAllReduce(buf, buf, count, nccl_type(t), op == coll::Reduce::Sum ? ncclSum : ncclMax,
                                 static_cast<ncclComm_t>(comm_), static_cast<cudaStream_t>(stream_)),
                   "ncclAllReduce");
@@ -133,7 +122,7 @@ int NcclTransport::iallgatherv(const void* send, std::size_t bytes, void* recv, 
 }
 
 int NcclTransport::ireduce(const void* send, void* recv, std::size_t count, coll::Elem t, int root) {
-  if (rank_ != root) sent_bytes += count * elem_bytes(t);
+  if (rank_ != root) sent_bytes += count * coll::elem_size(t);
   return enqueued(ncclReduce(send, recv, count, nccl_type(t), ncclSum, root,
                              static_cast<ncclComm_t>(comm_), static_cast<cudaStream_t>(stream_)),
                   "ncclReduce");

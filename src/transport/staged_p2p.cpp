@@ -5,20 +5,6 @@
 #include <string>
 
 namespace gradwire::detail {
-namespace {
-
-std::size_t elem_bytes(coll::Elem t) {
-  switch (t) {
-    case coll::Elem::F32: return 4;
-    case coll::Elem::F16:
-    case coll::Elem::BF16: return 2;
-    case coll::Elem::U64: return 8;
-    case coll::Elem::Byte: return 1;
-  }
-  return 1;
-}
-
-}  // namespace
 
 StagedTransport::StagedTransport(MPI_Comm comm, int max_ops, bool cuda_aware,
                                  const Communicator::Impl& c, const CallInfo& call)
@@ -180,7 +166,7 @@ int StagedTransport::iallreduce(void* buf, std::size_t count, coll::Elem t, coll
   Op op{Kind::Allreduce};
   op.dev_in = buf;
   op.dev_out = buf;
-  op.in_bytes = op.out_bytes = count * elem_bytes(t);
+  op.in_bytes = op.out_bytes = count * coll::elem_size(t);
   set_out(op, buf, op.in_bytes);
   op.host_in = op.host_out;
   op.count = count;

@@ -17,6 +17,17 @@ namespace gradwire::coll {
 enum class Elem : int { F32, F16, BF16, U64, Byte };
 enum class Reduce : int { Sum, Max };
 
+constexpr std::size_t elem_size(Elem t) noexcept {
+  switch (t) {
+    case Elem::F32: return 4;
+    case Elem::F16:
+    case Elem::BF16: return 2;
+    case Elem::U64: return 8;
+    case Elem::Byte: return 1;
+  }
+  return 1;
+}
+
 class Transport {
  public:
   virtual ~Transport() = default;

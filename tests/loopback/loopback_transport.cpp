@@ -13,17 +13,6 @@ using gradwire::coll::Reduce;
 
 namespace {
 
-std::size_t elem_size(Elem t) {
-  switch (t) {
-    case Elem::F32: return 4;
-    case Elem::F16:
-    case Elem::BF16: return 2;
-    case Elem::U64: return 8;
-    case Elem::Byte: return 1;
-  }
-  return 1;
-}
-
 // acc[i] = acc[i] op x[i], as one element of type t (16-bit floats through float, rounded once
 // per addition, as the MPI ops of src/transport/mpi_types.cpp do).
 void combine(std::byte* acc, const std::byte* x, std::size_t n, Elem t, Reduce op) {
