@@ -46,6 +46,13 @@ CostDecision decide_allreduce(const CostInputs& in, const std::string& compresse
 // trial size both times are scaled by n / n_trial (per-element cost at 4 MB, where latency no
 // longer counts). Dense unless the compressed run is faster by more than `margin`.
 constexpr std::size_t kTrialMaxElements = std::size_t{1} << 20;
+// Below this many bytes per rank "auto" is dense without a trial. Such a call is one
+// latency-bound exchange on every link modelled (4 KiB take 0.33 us at 100 Gbit/s, 33 us at
+// 1 Gbit/s, under the emulated link's per-message latency); compression saves bytes that cost
+// nothing and adds messages that cost latency, and a trial of a few microseconds on shared
+// cores picks the wrong side by noise (bench/results/auto-never-loses.md, "quiet run": 0.55-0.75x
+// below 512 B on the host; at 1 Gbit/s sra first wins at 4 KB).
+constexpr std::size_t kAutoMinBytes = 4096;
 CostDecision decide_from_trial(double dense_s, double compressed_s, std::size_t n_trial,
                                const std::string& compressed, std::size_t n,
                                double margin = 0.05);

@@ -473,8 +473,9 @@ void Plan::Impl::choose() {
 void Plan::Impl::decide_by_cost(std::string& name) {
   detail::bounded_arrival(*c, call);  // the trial's blocking calls then meet no late peer
   detail::Armed guard(c->watch, c->timeout_s, call);
-  if (cfg.count == 0) {  // nothing to compress
+  if (cfg.count * sizeof(float) < coll::kAutoMinBytes) {  // nothing worth compressing
     name = "dense";
+    if (cfg.count > 0) stats.cost_source = "floor";
     return;
   }
   auto check = [&](int rc, const char* what) { c->check_mpi(rc, call, what); };

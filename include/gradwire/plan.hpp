@@ -93,7 +93,8 @@ struct PlanStats {
                        // them (part of total_s; run_on_stream does not wait for the copy back)
   // "auto" allreduce plans with a codec (float32, not hier): the cost model's predictions,
   // fixed at construction, to set beside the measured total_s (docs/compressed-collectives.md,
-  // "Cost model"). All 0 and cost_source "" where the model did not run.
+  // "Cost model"). All 0 and cost_source "" where the model did not run; cost_source
+  // "floor" (predictions 0): below 4 KiB per rank, dense without a trial.
   double predicted_s = 0;             // of the algorithm chosen
   double predicted_dense_s = 0;       // of the engine's dense allreduce
   double predicted_compressed_s = 0;  // of the compressed algorithm (sra, sparse-allgather)
