@@ -37,6 +37,7 @@
 #include "gradwire/codec.hpp"
 #include "gradwire/config.hpp"
 #include "request_state.hpp"
+#include "timeline.hpp"
 #include "transport/mpi_p2p.hpp"
 #include "watchdog.hpp"
 
@@ -125,6 +126,7 @@ struct Plan::Impl {
   std::uint64_t id = 0;          // this plan's id on its communicator (checked mode, messages)
   std::int64_t run_deadline = 0;  // monotonic ns: when the run in flight passes its deadline
   std::shared_ptr<Flight> flight = std::make_shared<Flight>();
+  timeline::PlanTrack tl;  // this plan's track on the timeline (docs/timeline.md)
   // Device plans: pinned staging made at construction (collectives/staging.hpp), so a run
   // allocates nothing. Allreduce stages in place; allgather and reduce-scatter have both.
   std::string device_error;  // why this rank cannot run a device plan (agreed on in agree())
@@ -557,6 +559,7 @@ void Plan::Impl::begin(const void* send, void* recv) {
   try {
     // DGC: clipping and the velocity, before any codec (the plan's own buffer goes out).
     if (dgc && cfg.count > 0) send = dgc->prepare(static_cast<const float*>(send));
+    timeline::OnTrack on(tl.track());
     algo->begin(send, recv, step);
   } catch (const Error& e) {
     in_flight = false;
@@ -565,10 +568,12 @@ void Plan::Impl::begin(const void* send, void* recv) {
 }
 
 void Plan::Impl::run_engine_blocking(const void* send, void* recv) {
+  timeline::OnTrack on(tl.track());
   t0 = now_s();
   c->board.enter(detail::ProgressBoard::PlanRun);
   {
     detail::Armed guard(c->watch, c->timeout_s, call);
+    timeline::Span wait("exchange", cfg.count * sizeof(float));
     c->check_mpi(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv,
                                static_cast<int>(cfg.count), MPI_FLOAT, MPI_SUM, comm),
                  call, "MPI_Allreduce");
@@ -583,6 +588,7 @@ void Plan::Impl::run_engine_blocking(const void* send, void* recv) {
   stats.encode_s = stats.decode_s = 0;
   stats.total_s = now_s() - t0;
   stats.transfer_s = stats.total_s;
+  tl.run_done(t0, t0 + stats.total_s, stats.wire_bytes, step - 1);
 }
 
 // A run that failed on this rank: the plan is unusable; the other ranks' timeout messages
@@ -592,6 +598,7 @@ void Plan::Impl::run_failed(const Error& e) {
                   std::string(e.what()).find("non-finite") != std::string::npos);
   const std::string cause =
       "plan " + std::to_string(id) + ", step " + std::to_string(step) + ": " + e.what();
+  timeline::instant("error", cause);
   broken = cause;
   fail(e.code(), cause);
 }
@@ -599,6 +606,7 @@ void Plan::Impl::run_failed(const Error& e) {
 bool Plan::Impl::poll() {
   if (!in_flight) return true;
   bool done = false;
+  timeline::OnTrack on(tl.track());
   try {
     done = algo->progress();
   } catch (const Error& e) {
@@ -617,10 +625,12 @@ bool Plan::Impl::poll() {
   stats.decode_s = algo->decode_s;
   stats.total_s = now_s() - t0;
   stats.transfer_s = std::max(0.0, stats.total_s - stats.encode_s - stats.decode_s);
+  tl.run_done(t0, t0 + stats.total_s, stats.wire_bytes, step - 1);
   return true;
 }
 
 void Plan::Impl::wait_blocking(OnTimeout policy) {
+  timeline::OnTrack on(tl.track());  // a timeout's mark on this plan's track
   detail::poll_until_done(*c, call, policy, [this] { return poll(); });
 }
 
@@ -648,6 +658,7 @@ Plan::Plan(Communicator& comm, const PlanConfig& config) : impl_(std::make_uniqu
   p.agree();
   p.choose();
   p.flight->plan = impl_.get();
+  p.tl.open(p.id, p.call_name.substr(5));  // "allreduce sra q8" (call_name less "plan ")
 }
 
 // Local checks of the configuration, before anything is allocated; agree() makes every rank
@@ -836,6 +847,7 @@ void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wai
 }
 
 const PlanStats& Plan::stats() const { return impl_->stats; }
+void Plan::set_label(const std::string& label) { impl_->tl.label(label); }
 const PlanConfig& Plan::config() const { return impl_->cfg; }
 std::uint64_t Plan::step() const { return impl_->step; }
 

@@ -11,6 +11,7 @@
 #include "collectives/algorithms.hpp"
 #include "collectives/run_error.hpp"
 #include "collectives/slowdown.hpp"
+#include "timeline.hpp"
 #include "transport/element_ops.hpp"
 
 namespace gradwire::coll {
@@ -24,14 +25,18 @@ inline double now_s() {
       .count();
 }
 
-// Adds the time of a scope to a counter (encode_s / decode_s).
+// Adds the time of a scope to a counter (encode_s / decode_s) and, when the timeline is on,
+// records it there as a span named `name` from the same clock readings.
 struct Timed {
-  explicit Timed(double& acc) : acc_(acc), t0_(now_s()) {}
+  Timed(double& acc, const char* name) : acc_(acc), name_(name), t0_(now_s()) {}
   ~Timed() {
     slow_down(now_s() - t0_);  // GRADWIRE_SLOW_RANK (benchmarks); nothing when unset
-    acc_ += now_s() - t0_;
+    const double t1 = now_s();
+    acc_ += t1 - t0_;
+    timeline::span_between(name_, t0_, t1);
   }
   double& acc_;
+  const char* name_;
   double t0_;
 };
 
@@ -113,11 +118,13 @@ class Staged : public Algorithm {
     step_ = step;
     stage_ = 0;
     encode_s = decode_s = 0;
+    marks_.start();
     // Device residuals: a non-finite element left by the previous run is reset here, on this
     // run's stream (host residuals are reset by the plan after each run).
     if (device_)
       for (const ResidualSlot& s : slots) x_.zero_non_finite(s.data, s.length);
     finished_ = !advance();
+    marks_.posted(finished_, stage_, t_.sent_bytes);
   }
   bool progress() override {
     while (!finished_) {
@@ -127,9 +134,12 @@ class Staged : public Algorithm {
         for (int i = 0; i < n; ++i) arrived(done_[static_cast<std::size_t>(i)]);
         continue;
       }
+      marks_.completed(stage_, t_.sent_bytes);
       t_.reset();
       ++stage_;
+      marks_.start();
       finished_ = !advance();
+      marks_.posted(finished_, stage_, t_.sent_bytes);
     }
     return true;
   }
@@ -148,6 +158,7 @@ class Staged : public Algorithm {
   std::uint64_t step_ = 0;
   int stage_ = 0;
   bool finished_ = true;
+  timeline::StageMarks marks_;  // the timeline's stage and exchange spans
 };
 
 }  // namespace gradwire::coll

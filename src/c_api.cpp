@@ -150,6 +150,17 @@ gw_status_t gw_comm_create(MPI_Comm comm, gw_comm_t* out) {
   });
 }
 
+gw_status_t gw_comm_create_timeline(MPI_Comm comm, const char* timeline_path, gw_comm_t* out) {
+  return guarded("gw_comm_create_timeline", [&] {
+    need(out, "communicator out-pointer is NULL") = nullptr;
+    gradwire::Options o;
+    (void)need(timeline_path, "timeline path is NULL");
+    o.timeline = timeline_path;
+    if (o.timeline.empty()) throw CError{GW_INVALID_ARGUMENT, "timeline path is empty"};
+    *out = new gw_comm_s{gradwire::Communicator(comm, o)};
+  });
+}
+
 gw_status_t gw_comm_create_f(MPI_Fint comm, gw_comm_t* out) {
   return guarded("gw_comm_create_f", [&] {
     need(out, "communicator out-pointer is NULL") = nullptr;
@@ -366,6 +377,13 @@ gw_status_t gw_plan_start(gw_plan_t plan, const void* send, void* recv, gw_reque
   return guarded("gw_plan_start", [&] {
     auto& p = need(plan, "plan handle is NULL").plan;
     start(req, [&] { return p.start(send, recv); });
+  });
+}
+
+gw_status_t gw_plan_set_label(gw_plan_t plan, const char* label) {
+  return guarded("gw_plan_set_label", [&] {
+    (void)need(label, "label is NULL");
+    need(plan, "plan handle is NULL").plan.set_label(label);
   });
 }
 

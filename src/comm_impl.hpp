@@ -52,6 +52,7 @@ struct Communicator::Impl {
   detail::ProgressBoard board;   // names the culprit of a timeout (progress_board.hpp)
   detail::WatchSlot watch;
   std::unique_ptr<detail::FaultState> fault;  // the failure policy and what has died
+  bool timeline_owner = false;  // this communicator opened the process's timeline (closes it)
 
   // Error helpers: every message names this rank, the call and the cause.
   [[noreturn]] void fail(ErrorCode code, const detail::CallInfo& call,

@@ -10,6 +10,7 @@
 #include "device_setup.hpp"
 #include "gradwire/config.hpp"
 #include "request_state.hpp"
+#include "timeline.hpp"
 #include "transport/mpi_dense.hpp"
 
 namespace gradwire {
@@ -114,6 +115,9 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
     node = n.node;
     node_count = n.node_count;
     attach_progress_board();
+    timeline_owner = timeline::open(
+        o.timeline.empty() ? detail::env_string("GRADWIRE_TIMELINE") : o.timeline, comm,
+        init_timeout);
   } catch (...) {
     release();
     throw;
@@ -136,6 +140,14 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
 Communicator::Impl::~Impl() { release(); }
 
 void Communicator::Impl::release() noexcept {
+  if (timeline_owner) {
+    timeline_owner = false;
+    int gone = 0;
+    MPI_Finalized(&gone);
+    // Bounded: a rank that never comes costs rank 0 at most a minute (then per-rank parts).
+    if (gone || comm == MPI_COMM_NULL) timeline::write_own_part();
+    else timeline::close(comm, !pending_leaked, std::min(timeout_s, 60.0));
+  }
   // An orphan whose MPI request never completed (a peer that is gone) may still be written
   // by MPI: leak it rather than free memory under MPI's feet.
   for (auto& o : orphans) {
@@ -188,6 +200,8 @@ void Communicator::Impl::fail(ErrorCode code, const CallInfo& call,
 void Communicator::Impl::abort_job(const std::string& msg) const noexcept {
   std::fprintf(stderr, "%s\n", msg.c_str());
   std::fflush(stderr);
+  timeline::instant("abort", msg);
+  timeline::write_own_part();
   if (device) device->abort();
   MPI_Abort(MPI_COMM_WORLD, 1);
   std::_Exit(1);
@@ -198,6 +212,7 @@ void Communicator::Impl::timed_out(const CallInfo& call, OnTimeout how) const {
       rank, size, call,
       "did not complete within " + std::to_string(timeout_s) + " s (GRADWIRE_TIMEOUT)" +
           culprits(call) + (how == OnTimeout::Abort ? "; aborting the job" : ""));
+  timeline::instant("timeout", msg);
   if (how == OnTimeout::Abort) abort_job(msg);
   throw Error(ErrorCode::Timeout, msg);
 }
@@ -437,9 +452,12 @@ Request dispatch(const std::shared_ptr<Impl>& impl, const CallInfo& call, bool b
     st->event = c.device->record(call);
     Request r(std::move(st));
     if (!blocking) return r;
+    timeline::Span span(call.collective, call.count * dtype_size(call.dtype));
     r.wait();
     return Request();
   }
+  // Blocking calls here; requests from post to completion (Request::State::poll).
+  timeline::Span span(blocking ? call.collective : nullptr, call.count * dtype_size(call.dtype));
   detail::StatePtr st = host(blocking);
   return st ? Request(std::move(st)) : Request();
 }

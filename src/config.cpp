@@ -100,7 +100,8 @@ constexpr const char* kKnown[] = {"GRADWIRE_TIMEOUT",    "GRADWIRE_INIT_TIMEOUT"
                                   "GRADWIRE_ON_FAILURE", "GRADWIRE_COST_CACHE",
                                   "GRADWIRE_SRA_OVERLAP", "GRADWIRE_DEVICE_STAGING",
                                   "GRADWIRE_BALANCE_SHARDS", "GRADWIRE_SLOW_RANK",
-                                  "GRADWIRE_OVERLAP",    "GRADWIRE_OVERLAP_CHUNK"};
+                                  "GRADWIRE_OVERLAP",    "GRADWIRE_OVERLAP_CHUNK",
+                                  "GRADWIRE_TIMELINE",   "GRADWIRE_TIMELINE_EVENTS"};
 constexpr const char* kScripts[] = {"GRADWIRE_JOBS", "GRADWIRE_CHECK_NP", "GRADWIRE_OMPI5"};
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "call_info.hpp"
 #include "comm_impl.hpp"
+#include "timeline.hpp"
 
 namespace gradwire {
 
@@ -27,6 +28,7 @@ struct Request::State {
   // When the call was posted (monotonic ns): the destructor waits no longer than this plus the
   // communicator's timeout.
   std::int64_t created_ns = detail::monotonic_ns();
+  std::int64_t timeline_t0 = timeline::active() ? timeline::now_ns() : 0;  // 0: timeline off
 
   ~State();
   // One non-blocking check; runs `finish` on completion.

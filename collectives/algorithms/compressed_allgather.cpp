@@ -54,7 +54,7 @@ class CompressedAllgather final : public Staged {
       if (p_.count == 0) return false;
       const std::size_t goff = p_.count * static_cast<std::size_t>(t_.rank());
       {
-        Timed tm(encode_s);
+        Timed tm(encode_s, "encode");
         try {
           own_ = x_.encode(codec_, in_, p_.dtype, p_.count, goff, p_.seed, step_, msg_.data(), cap_,
                            res_.empty() ? nullptr : res_.data());
@@ -89,7 +89,7 @@ class CompressedAllgather final : public Staged {
       return true;
     }
     if (stage_ == 2) {
-      Timed tm(decode_s);
+      Timed tm(decode_s, "decode");
       const std::size_t block = p_.count * dtype_size(p_.dtype);
       // The own block too: every rank ends with the same decoded bits.
       for (int r = 0; r < P; ++r)
@@ -153,7 +153,7 @@ class CompressedAllgather final : public Staged {
       std::byte* m = msg_.data() + cmoff_[c];
       const std::size_t at = coff_[c], n = coff_[c + 1] - at;
       {
-        Timed tm(encode_s);
+        Timed tm(encode_s, "encode");
         if (err_.set()) {
           write_run_error(err_, m);
         } else {
@@ -172,7 +172,7 @@ class CompressedAllgather final : public Staged {
       }
       for (int k = 1; k < P; ++k) t_.isend(m, ccap_[c], (t_.rank() + k) % P, kTagGather);
       if (!err_.set()) {
-        Timed tm(decode_s);
+        Timed tm(decode_s, "decode");
         x_.decode(codec_, m, ccap_[c],
                   static_cast<std::byte*>(out_) + block * static_cast<std::size_t>(t_.rank()) + at * esize,
                   p_.dtype, n);
@@ -194,7 +194,7 @@ class CompressedAllgather final : public Staged {
     RunError theirs;
     if (read_run_error(m, ccap_[c], &theirs)) return err_.merge(theirs);
     if (err_.set()) return;  // the result is void anyway
-    Timed tm(decode_s);
+    Timed tm(decode_s, "decode");
     const std::size_t esize = dtype_size(p_.dtype);
     x_.decode(codec_, m, ccap_[c],
               static_cast<std::byte*>(out_) + (p_.count * static_cast<std::size_t>(r) + coff_[c]) * esize,
@@ -211,7 +211,7 @@ class CompressedAllgather final : public Staged {
       const float* in = static_cast<const float*>(in_);
       flag_.check(x_, p_.codec, in, res_.empty() ? nullptr : res_.data(), p_.count, P, t_.rank());
       {
-        Timed tm(encode_s);
+        Timed tm(encode_s, "encode");
         x_.encode(codec_, in, DType::Float32, p_.count, goff, p_.seed, step_, msg_.data(), cap_,
                   res_.empty() ? nullptr : res_.data());
       }
@@ -220,7 +220,7 @@ class CompressedAllgather final : public Staged {
       return true;
     }
     if (stage_ == 1) {
-      Timed tm(decode_s);
+      Timed tm(decode_s, "decode");
       for (int r = 0; r < P; ++r)
         x_.decode(codec_, gather_.data() + cap_ * static_cast<std::size_t>(r), cap_,
                   static_cast<float*>(out_) + p_.count * static_cast<std::size_t>(r), DType::Float32,

@@ -57,7 +57,7 @@ class ReduceScatter final : public Staged {
       const float* x = static_cast<const float*>(in_);
       if (device_) flag_.check(x_, p_.codec, x, res_.empty() ? nullptr : res_.data(), n * static_cast<std::size_t>(P), P, me_);
       if (!raw_) {
-        Timed tm(encode_s);
+        Timed tm(encode_s, "encode");
         for (int j = 0; j < P; ++j) {
           if (j == me_) continue;
           const std::size_t at = static_cast<std::size_t>(j) * n;
@@ -108,7 +108,7 @@ class ReduceScatter final : public Staged {
   }
 
   void add(int j) {
-    Timed tm(decode_s);
+    Timed tm(decode_s, "decode");
     const std::byte* m = recv_.data() + cap_ * static_cast<std::size_t>(j);
     if (raw_) {
       x_.add(acc_.data(), reinterpret_cast<const float*>(m), p_.count);

@@ -84,7 +84,7 @@ class SharedGrid final : public Staged {
         x = v_.data();
       }
       src_ = x;
-      Timed tm(encode_s);
+      Timed tm(encode_s, "encode");
       float flag = 0.0f;
       try {
         grid::bucket_minmax(x, p_.count, bucket_, lo_.data(), hi_.data());
@@ -110,7 +110,7 @@ class SharedGrid final : public Staged {
         e.origin = P - static_cast<int>(mm_[2 * nb_]);
         e.raise();  // (without the index: only the origin knows it)
       }
-      Timed tm(encode_s);
+      Timed tm(encode_s, "encode");
       for (std::size_t b = 0; b < nb_; ++b) {
         lo_[b] = -mm_[b];
         hi_[b] = mm_[nb_ + b];
@@ -158,7 +158,7 @@ class SharedGrid final : public Staged {
       t_.group_end();
       return true;
     }
-    Timed tm(decode_s);
+    Timed tm(decode_s, "decode");
     for (int j = 0; j < P; ++j) unpack(wsend_.data() + woff_[j], len(j), q_.data() + off_[j]);
     float* out = static_cast<float*>(out_);
     grid::dequantize_sum(q_.data(), p_.count, bucket_, lo_.data(), hi_.data(), levels_,

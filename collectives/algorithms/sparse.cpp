@@ -66,7 +66,7 @@ class Sparse final : public Staged {
     if (stage_ == 0) {
       if (p_.count == 0) return false;
       {
-        Timed tm(encode_s);
+        Timed tm(encode_s, "encode");
         if (p_.dgc) cur_ = Codec(p_.dgc->spec_at(step_));  // the warm-up density of this step
         bytes_ = cur_.encode(in_, DType::Float32, p_.count, 0, p_.seed, step_, msg_.data(), cap_,
                              p_.error_feedback ? res_.data() : nullptr);
@@ -93,7 +93,7 @@ class Sparse final : public Staged {
     }
     if (randk_) {
       if (stage_ == 1) {
-        Timed tm(decode_s);
+        Timed tm(decode_s, "decode");
         cur_.decode(msg_.data(), bytes_, out, DType::Float32, p_.count);
         if (p_.op == ReduceOp::Avg) scale(out, p_.count, P);
       }
@@ -107,7 +107,7 @@ class Sparse final : public Staged {
       // sizes, so every rank takes the same branch.
       dense_ = P > 1 && total > 8 * static_cast<std::uint64_t>(p_.count);
       if (dense_) {
-        Timed tm(decode_s);
+        Timed tm(decode_s, "decode");
         // What this rank meant to send is v = x + e_old = decode(message) + e_new: send all
         // of it uncompressed and keep no residual.
         cur_.decode(msg_.data(), bytes_, out, DType::Float32, p_.count);
@@ -130,7 +130,7 @@ class Sparse final : public Staged {
       return true;
     }
     if (stage_ == 2) {
-      Timed tm(decode_s);
+      Timed tm(decode_s, "decode");
       if (!dense_) {
         if (!pipelined_) {
           std::fill(out, out + p_.count, 0.0f);
@@ -170,7 +170,7 @@ class Sparse final : public Staged {
   }
 
   void fold() {
-    Timed tm(decode_s);
+    Timed tm(decode_s, "decode");
     const int P = t_.size();
     while (next_ < P && ready_[static_cast<std::size_t>(next_)]) {
       const std::byte* m = next_ == t_.rank() ? msg_.data() : gather_.data() + displs_[next_];

@@ -66,7 +66,7 @@ class Sra final : public Staged {
       if (overlap_) return scatter_overlapped(in);
       if (device_) flag_.check(x_, p_.codec, in, p_.error_feedback ? res1_.data() : nullptr, p_.count, P, me_);
       {
-        Timed tm(encode_s);
+        Timed tm(encode_s, "encode");
         // Every chunk, the own one too: each rank's input is rounded once, the same way.
         try {
           for (int j = 0; j < P; ++j) {
@@ -100,13 +100,13 @@ class Sra final : public Staged {
       } else if (len(me_)) {
         if (p_.op == ReduceOp::Avg) x_.divide(acc_.data(), len(me_), P);
         {
-          Timed tm(encode_s);
+          Timed tm(encode_s, "encode");
           // A second seed: the re-encode's random bits must not repeat the first rounding's.
           x_.encode(codec_, acc_.data(), DType::Float32, len(me_), off_[me_],
                     p_.seed ^ 0x9e3779b97f4a7c15ull, step_, own2_.data(), cap_[me_],
                     p_.error_feedback ? res2_.data() : nullptr);
         }
-        Timed tm(decode_s);
+        Timed tm(decode_s, "decode");
         x_.decode(codec_, own2_.data(), cap_[me_], out + off_[me_], DType::Float32, len(me_));
       }
       t_.group_start();
@@ -136,7 +136,7 @@ class Sra final : public Staged {
     next_ = 1;
     x_.zero(acc_.data(), acc_.bytes());
     if (!err_.set()) {
-      Timed tm(decode_s);
+      Timed tm(decode_s, "decode");
       x_.decode_add(codec_, send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
     }
     for (int j = 0; j < t_.size(); ++j) {
@@ -154,7 +154,7 @@ class Sra final : public Staged {
   bool scatter_overlapped(const float* in) {
     const int P = t_.size();
     auto encode = [&](int j) {
-      Timed tm(encode_s);
+      Timed tm(encode_s, "encode");
       std::byte* msg = send_.data() + moff_[j];
       if (err_.set()) return write_run_error(err_, msg);
       try {
@@ -196,7 +196,7 @@ class Sra final : public Staged {
   }
 
   void take(int j) {
-    Timed tm(decode_s);
+    Timed tm(decode_s, "decode");
     const std::byte* msg = stage_ == 0 ? recv_.data() + cap_[me_] * j : send_.data() + moff_[j];
     const std::size_t bytes = stage_ == 0 ? cap_[me_] : cap_[j];
     RunError theirs;

@@ -47,6 +47,11 @@ struct Options {
   // that call had already completed, from the next one; shrink() then gives a communicator
   // of the survivors (docs/fault-tolerance.md). Unset takes GRADWIRE_ON_FAILURE=abort|shrink.
   enum class FailurePolicy { FromEnv, Abort, Shrink } on_failure = FailurePolicy::FromEnv;
+  // The timeline (docs/timeline.md): a Chrome trace of every collective and plan run, written
+  // by rank 0 to this path when the communicator is destroyed or finalized. Empty takes
+  // GRADWIRE_TIMELINE (unset: off). One timeline per process: communicators made while one
+  // records (splits, later ones) record into it.
+  std::string timeline;
 };
 
 // Where a buffer lives. Auto asks the CUDA runtime (host in builds without CUDA).

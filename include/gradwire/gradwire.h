@@ -96,6 +96,10 @@ const char* gw_version_string(void);
 /* Collective over comm: duplicates it (gradwire never uses the caller's communicator
  * afterwards) and meets the peers. *out is NULL on failure. */
 gw_status_t gw_comm_create(MPI_Comm comm, gw_comm_t* out);
+/* gw_comm_create that also records the timeline (docs/timeline.md) of this process into
+ * timeline_path (a Chrome trace, written by rank 0 at gw_comm_finalize/gw_comm_destroy), as
+ * GRADWIRE_TIMELINE=timeline_path would. */
+gw_status_t gw_comm_create_timeline(MPI_Comm comm, const char* timeline_path, gw_comm_t* out);
 /* The same from a Fortran handle (MPI_Comm_c2f's value, an INTEGER in Fortran). */
 gw_status_t gw_comm_create_f(MPI_Fint comm, gw_comm_t* out);
 /* Ranks with the same color form a new communicator, ordered by key (MPI_Comm_split). */
@@ -205,6 +209,9 @@ gw_status_t gw_plan_run(gw_plan_t plan, const void* send, void* recv);
 /* Non-blocking; *req ends with gw_request_free. */
 gw_status_t gw_plan_start(gw_plan_t plan, const void* send, void* recv, gw_request_t* req);
 gw_status_t gw_plan_stats(gw_plan_t plan, gw_plan_stats_t* stats);
+/* Names this plan's runs on the timeline (docs/timeline.md), e.g. "bucket 3: fc.weight ..
+ * conv1.bias"; copied, local, no communication; does nothing when no timeline records. */
+gw_status_t gw_plan_set_label(gw_plan_t plan, const char* label);
 gw_status_t gw_plan_step(gw_plan_t plan, uint64_t* step);
 gw_status_t gw_plan_reset_residual(gw_plan_t plan);
 /* Collective; the file is keyed by global element, loadable at another number of ranks. */

@@ -142,6 +142,10 @@ class Plan {
   void run_on_stream(const void* send, void* recv, void* cuda_stream);  // device buffers
 
   const PlanStats& stats() const;
+  // Names this plan's runs on the timeline (docs/timeline.md), e.g. "bucket 3: fc.weight ..
+  // conv1.bias"; the latest label names the plan's track. Local, no communication; nothing
+  // when the timeline is off.
+  void set_label(const std::string& label);
   const PlanConfig& config() const;
   std::uint64_t step() const;  // runs so far; keys stochastic rounding
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "request_state.hpp"
+#include "timeline.hpp"
 #include "transport/mpi_types.hpp"
 
 namespace gradwire::detail {
@@ -36,6 +37,26 @@ MpiTransport::MpiTransport(MPI_Comm comm, int max_ops, const Communicator::Impl&
   MPI_Comm_size(comm_, &size_);
   reqs_.reserve(max_ops_);
   indices_.resize(max_ops_);
+  if (timeline::Recorder* r = timeline::active()) {
+    marks_.resize(max_ops_);
+    for (int p = 0; p < size_; ++p) {
+      to_.push_back(r->intern("send to " + std::to_string(p)));
+      from_.push_back(r->intern("recv from " + std::to_string(p)));
+    }
+  }
+}
+
+namespace {
+const char* named(const std::vector<const char*>& names, int peer) {
+  return peer >= 0 && static_cast<std::size_t>(peer) < names.size()
+             ? names[static_cast<std::size_t>(peer)]
+             : "";
+}
+}  // namespace
+
+void MpiTransport::mark(const char* name, std::uint64_t bytes, int peer) noexcept {
+  if (marks_.empty() || !timeline::active()) return;
+  marks_[reqs_.size() - 1] = {timeline::now_ns(), name, bytes, peer};
 }
 
 MPI_Request* MpiTransport::next(const char* what) {
@@ -66,16 +87,19 @@ static int to_int(std::size_t n, const Communicator::Impl& c, const CallInfo& ca
 int MpiTransport::isend(const void* buf, std::size_t bytes, int peer, int tag) {
   MPI_Request* r = next("MPI_Isend");
   sent_bytes += bytes;
+  mark(named(to_, peer), bytes, peer);
   return post(MPI_Isend(buf, to_int(bytes, c_, call_), MPI_BYTE, peer, tag, comm_, r), "MPI_Isend");
 }
 
 int MpiTransport::irecv(void* buf, std::size_t bytes, int peer, int tag) {
   MPI_Request* r = next("MPI_Irecv");
+  mark(named(from_, peer), bytes, peer);
   return post(MPI_Irecv(buf, to_int(bytes, c_, call_), MPI_BYTE, peer, tag, comm_, r), "MPI_Irecv");
 }
 
 int MpiTransport::iallreduce(void* buf, std::size_t count, coll::Elem t, coll::Reduce op) {
   MPI_Request* r = next("MPI_Iallreduce");
+  mark("allreduce", count * coll::elem_size(t), -1);
   if (size_ > 1) sent_bytes += 2 * (size_ - 1) * count * coll::elem_size(t) / size_;
   return post(MPI_Iallreduce(MPI_IN_PLACE, buf, to_int(count, c_, call_), type_of(t),
                              op_of(t, op), comm_, r),
@@ -84,6 +108,7 @@ int MpiTransport::iallreduce(void* buf, std::size_t count, coll::Elem t, coll::R
 
 int MpiTransport::iallgather(const void* send, void* recv, std::size_t bytes) {
   MPI_Request* r = next("MPI_Iallgather");
+  mark("allgather", bytes, -1);
   sent_bytes += (size_ - 1) * bytes;
   const int n = to_int(bytes, c_, call_);
   // send == nullptr: in place (the own block already sits in recv).
@@ -95,6 +120,7 @@ int MpiTransport::iallgather(const void* send, void* recv, std::size_t bytes) {
 int MpiTransport::iallgatherv(const void* send, std::size_t bytes, void* recv, const int* counts,
                               const int* displs) {
   MPI_Request* r = next("MPI_Iallgatherv");
+  mark("allgatherv", bytes, -1);
   sent_bytes += (size_ - 1) * bytes;
   return post(MPI_Iallgatherv(send, to_int(bytes, c_, call_), MPI_BYTE, recv, counts, displs,
                               MPI_BYTE, comm_, r),
@@ -104,6 +130,7 @@ int MpiTransport::iallgatherv(const void* send, std::size_t bytes, void* recv, c
 int MpiTransport::ireduce(const void* send, void* recv, std::size_t count, coll::Elem t,
                           int root) {
   MPI_Request* r = next("MPI_Ireduce");
+  mark("reduce", count * coll::elem_size(t), root);
   if (rank_ != root) sent_bytes += count * coll::elem_size(t);
   return post(MPI_Ireduce(send, recv, to_int(count, c_, call_), type_of(t),
                           op_of(t, coll::Reduce::Sum), root, comm_, r),
@@ -112,6 +139,7 @@ int MpiTransport::ireduce(const void* send, void* recv, std::size_t count, coll:
 
 int MpiTransport::ibcast(void* buf, std::size_t bytes, int root) {
   MPI_Request* r = next("MPI_Ibcast");
+  mark("bcast", bytes, root);
   if (rank_ == root) sent_bytes += (size_ - 1) * bytes;
   return post(MPI_Ibcast(buf, to_int(bytes, c_, call_), MPI_BYTE, root, comm_, r), "MPI_Ibcast");
 }
@@ -127,6 +155,13 @@ int MpiTransport::test_some(int* done) {
   c_.check_mpi(rc, call_, "MPI_Testsome");
   if (outcount == MPI_UNDEFINED) return -1;  // every request is MPI_REQUEST_NULL
   for (int i = 0; i < outcount; ++i) done[i] = indices_[static_cast<std::size_t>(i)];
+  if (!marks_.empty()) {
+    for (int i = 0; i < outcount; ++i) {
+      Mark& m = marks_[static_cast<std::size_t>(done[i])];
+      timeline::async_since(m.name, m.t0, m.bytes, m.peer);
+      m.t0 = 0;
+    }
+  }
   return outcount;
 }
 

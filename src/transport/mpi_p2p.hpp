@@ -35,6 +35,16 @@ class MpiTransport final : public coll::Transport {
  private:
   MPI_Request* next(const char* what);
   int post(int rc, const char* what);
+  // The timeline: when each operation was posted, reported on completion (test_some).
+  struct Mark {
+    std::int64_t t0 = 0;
+    const char* name = "";
+    std::uint64_t bytes = 0;
+    int peer = -1;
+  };
+  void mark(const char* name, std::uint64_t bytes, int peer) noexcept;
+  std::vector<Mark> marks_;
+  std::vector<const char*> to_, from_;  // "send to r", "recv from r"
 
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;

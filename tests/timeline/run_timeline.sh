@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs gw_timeline_probe MODE at NP ranks with a timeline, then check_timeline.py on it.
+# Usage: run_timeline.sh MPIRUN PROBE MODE NP [PROBE_ARG] [MAX_BYTES]
+set -u
+mpirun=$1 probe=$2 mode=$3 np=$4 arg=${5:-} max_bytes=${6:-}
+here=$(cd "$(dirname "$0")" && pwd)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+path=$dir/trace.json
+# shellcheck disable=SC2086
+timeout -k 5 300 "$mpirun" --oversubscribe -np "$np" "$probe" "$mode" "$path" $arg
+rc=$?
+if [ "$mode" = timeout ]; then
+  [ "$rc" -ne 0 ] || { echo "FAIL: the job exited 0 although rank 1 stalled"; exit 1; }
+  [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || { echo "FAIL: the job hung"; exit 1; }
+else
+  [ "$rc" -eq 0 ] || { echo "FAIL: the job exited $rc"; exit 1; }
+fi
+python3 "$here/check_timeline.py" "$mode" "$path" "$np" $max_bytes
