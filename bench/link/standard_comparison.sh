@@ -61,7 +61,13 @@ codecs=(--codec none --codec fp16@sra --codec q8@sra --codec q4@sra --codec sign
         --codec topk:0.01@sparse-allgather+ef --codec q4@shared-grid --codec q8)
 common=(-m "$sizes" -i "$iters" -x 1 -T float -f "${codecs[@]}" --timeout 600)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# On a terminal: which link, size n of N, codec and the time left, on stderr, not in the logs.
+export GW_BENCH_PROGRESS=1
+# shellcheck source=progress.sh
+source "$here/progress.sh"
+nlinks=$(echo $links | wc -w) li=0
 for l in $links; do
+  li=$((li + 1))
   log="$out/allreduce-$l.txt" json="$out/allreduce-$l.json"
   echo "# $(date -u +%FT%TZ) link $l; load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$log"
   if [ "$l" = host ]; then
@@ -72,7 +78,7 @@ for l in $links; do
   fi
   # The exact command, first line of the log (the report lists them).
   { echo "# command: ${cmd[*]}" | sed "s|$root/||g"; cat "$log"; } >"$log.tmp" && mv "$log.tmp" "$log"
-  "${cmd[@]}" 2>&1 | tee -a "$log"
+  "${cmd[@]}" 2>&1 | gw_progress_filter "link $li/$nlinks $l" "$log"
   echo "# done; load: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
 done
 

@@ -20,6 +20,7 @@
 #include "buffers.hpp"
 #include "math/element_io.hpp"
 #include "mpi_main.hpp"
+#include "progress.hpp"
 #include "report.hpp"
 #include "timing.hpp"
 
@@ -315,7 +316,14 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
     failed |= !ok;
   };
 
+  int nsizes = 0;
+  double weight = 0;
+  for (std::size_t bytes = args.min_bytes; bytes <= args.max_bytes; bytes *= 2)
+    ++nsizes, weight += static_cast<double>(bytes) * static_cast<double>(choices.size() + 1);
+  Progress progress(rank, weight);
+  int size_index = 0;
   for (std::size_t bytes = args.min_bytes; bytes <= args.max_bytes; bytes *= 2) {
+    ++size_index;
     const Shape s = shape(coll, bytes, esz, P);
     if (s.count == 0) continue;
     const int iters = args.iterations >= 0 ? args.iterations : default_iterations(bytes);
@@ -343,6 +351,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
     // The baseline and the dense choices in turn, in up to 10 rounds whose order alternates,
     // so drift in the machine's state (frequency, other load) falls on both alike.
     const int rounds = std::max(1, std::min(iters, 10));
+    progress.at(size_index, nsizes, bytes, 0, static_cast<int>(choices.size()), "baseline and dense");
     Timing b{};
     std::vector<Timing> dense(choices.size());
     // Per round: the baseline's mean and each dense choice's, for a paired ratio that a burst
@@ -377,9 +386,14 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       }
     }
     wd.disarm();
+    progress.done(static_cast<double>(bytes));
 
     for (std::size_t k = 0; k < choices.size(); ++k) {
       const CodecChoice& c = choices[k];
+      if (k > 0) progress.done(static_cast<double>(bytes));  // the previous choice's
+      if (!c.dense())
+        progress.at(size_index, nsizes, bytes, static_cast<int>(k) + 1,
+                    static_cast<int>(choices.size()), c.label);
       if (c.dense()) {
         Row row = make_row(dense[k], b, c);
         std::vector<double> ratio;
@@ -417,6 +431,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       const std::string saved = was ? was : "";
       if (c.overlap) setenv("GRADWIRE_OVERLAP", "1", 1);
       gradwire::Plan plan(comm, cfg);
+      plan.set_label(c.label + ", " + std::to_string(bytes) + " B");  // the row, on a timeline
       if (c.overlap && was) {
         setenv("GRADWIRE_OVERLAP", saved.c_str(), 1);
       } else if (c.overlap) {
@@ -458,6 +473,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       wd.disarm();
       report.row(row);
     }
+    progress.done(static_cast<double>(bytes));
   }
   report.end();
   return failed;

@@ -73,7 +73,8 @@ if [[ -z "${SUMMARY_ONLY:-}" ]]; then
     [[ "$np" == 8 ]] && epochs="$EPOCHS_8"
     local log="$LOG_DIR/$name/np$np-seed$seed.log"
     mkdir -p "$LOG_DIR/$name"
-    if [[ -f "$log" ]] && grep -q '^RESULT' "$log"; then return 0; fi
+    if [[ -f "$log" ]] && grep -q '^RESULT' "$log"; then echo >>"$TMP/done"; return 0; fi
+    echo "#   starting $name np=$np seed=$seed ($(( $(wc -l <"$TMP/done") + 1 )) of $(wc -l <"$TMP/runs"))" >&2
     local start=$SECONDS
     # Later flags win: a row's --momentum/--lr override the common ones.
     # shellcheck disable=SC2086
@@ -82,10 +83,18 @@ if [[ -z "${SUMMARY_ONLY:-}" ]]; then
       timeout 3600 mpirun --oversubscribe -np "$np" "$FM_BIN" --epochs "$epochs" --batch "$BATCH" \
         --lr "$LR" --seed "$seed" $EXTRA $flags 2>&1 || echo "# exit status $?"
       echo "# wall $((SECONDS - start)) s"; } >"$log"
-    echo "#   $name np=$np seed=$seed: $((SECONDS - start)) s; $(grep '^RESULT' "$log" | grep -o 'test_acc=[0-9.]*' || echo FAILED)" >&2
+    echo >>"$TMP/done"
+    echo "$((SECONDS - start))" >>"$TMP/ran"
+    # n of N and the time left: the mean wall time of the runs done so far, JOBS at once.
+    local n total eta
+    n=$(wc -l <"$TMP/done") total=$(wc -l <"$TMP/runs")
+    eta=$(awk -v left=$((total - n)) -v jobs="$JOBS" '{ s += $1 } END { printf "%.0f", NR ? s / NR * left / jobs : 0 }' "$TMP/ran")
+    echo "#   $name np=$np seed=$seed: $((SECONDS - start)) s; $(grep '^RESULT' "$log" | grep -o 'test_acc=[0-9.]*' || echo FAILED); $n of $total done, ~${eta} s left" >&2
   }
   export -f run_one
-  export FM_BIN EPOCHS EPOCHS_8 BATCH LR LOG_DIR EXTRA
+  : >"$TMP/done"
+  : >"$TMP/ran"
+  export FM_BIN EPOCHS EPOCHS_8 BATCH LR LOG_DIR EXTRA TMP JOBS
   tr '\n' '\0' <"$TMP/runs" | xargs -0 -P "$JOBS" -I{} bash -c 'run_one "$1"' _ {}
 fi
 

@@ -52,9 +52,18 @@ COMMON=(--epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --seed "$SEED")
 # shellcheck disable=SC2206  # EXTRA is a list of flags
 COMMON+=($EXTRA)
 echo "# $(date -u +%FT%TZ) $(uname -n), $NP ranks: fashion_mnist ${COMMON[*]} <row flags>" >&2
+total=0 n=0 t_all=$SECONDS
+for row in "${ROWS[@]}"; do
+  name="${row%%|*}"
+  if [[ -z "${ONLY:-}" || " $ONLY " == *" $name "* ]]; then total=$((total + 1)); fi
+done
 for row in "${ROWS[@]}"; do
   name="${row%%|*}" flags="${row#*|}"
   if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then continue; fi
+  n=$((n + 1))
+  # Where the table is (n of N, the time left at the mean run time so far), on stderr only.
+  if [[ $n -gt 1 ]]; then eta="~$(( (SECONDS - t_all) * (total - n + 1) / (n - 1) )) s left"; else eta="time left unknown"; fi
+  echo "# row $n of $total: $name ($eta)" >&2
   log="$LOG_DIR/$name.log"
   # shellcheck disable=SC2086  # flags is a list
   echo "# mpirun --oversubscribe -np $NP fashion_mnist ${COMMON[*]} $flags" | tee "$log" >&2
