@@ -1,6 +1,7 @@
 #include "grad_sync.hpp"
 
 #include <chrono>
+#include <string>
 
 namespace fm {
 
@@ -26,7 +27,10 @@ gradwire::PlanConfig GradSync::plan_config(std::size_t n, const SyncConfig& c) {
 }
 
 GradSync::GradSync(gradwire::Communicator& comm, std::size_t n, const SyncConfig& config)
-    : plan_(comm, plan_config(n, config)) {}
+    : plan_(comm, plan_config(n, config)) {
+  // Its runs' name on a timeline (GRADWIRE_TIMELINE=trace.json; docs/timeline.md).
+  plan_.set_label("gradients: layer 1 W .. last b, " + std::to_string(n) + " floats");
+}
 
 GradSync::GradSync(gradwire::Communicator& comm, const GradSync& from)
     : plan_(comm, from.plan_.config()) {
