@@ -12,6 +12,7 @@ packages=(
   libopenblas-dev zlib1g-dev             # examples/fashion_mnist: cblas_sgemm, reading .gz
   liblapacke-dev                         # PowerSGD plans: QR (LAPACKE_sgeqrf/sorgqr) on the host
   dataset-fashion-mnist                  # examples/fashion_mnist: the data (IDX files, gzipped)
+  python3-matplotlib                     # scripts/timeline_summary.py --png (docs/timeline.md)
 )
 
 missing=()

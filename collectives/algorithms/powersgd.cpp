@@ -7,6 +7,7 @@
 
 #include "collectives/algorithms/powersgd_layout.hpp"
 #include "gradwire/error.hpp"
+#include "timeline.hpp"
 #include "transport/element_ops.hpp"
 
 #if GRADWIRE_HAVE_LAPACKE
@@ -151,7 +152,9 @@ class PowerSgd final : public Algorithm {
         std::memcpy(pbuf_.data() + at, in_ + d.first, d.second * sizeof(float));
         at += d.second;
       }
-      encode_s += now_s() - t0;
+      const double t1 = now_s();
+      encode_s += t1 - t0;
+      timeline::span_between("encode (P = M Q)", t0, t1);  // the allreduce of P: an async event
       t_.iallreduce(pbuf_.data(), pbuf_.size(), Elem::F32, Reduce::Sum);
       return;
     }
@@ -168,7 +171,9 @@ class PowerSgd final : public Algorithm {
         if (!res_.empty()) mul_pqt<true>(Pm, Q, M, m.n, m.m, r_);
       }
       std::copy(qlocal_.begin(), qlocal_.end(), qbuf_.begin());
-      encode_s += now_s() - t0;
+      const double t1 = now_s();
+      encode_s += t1 - t0;
+      timeline::span_between("encode (orthonormalize P, Q = M^T P)", t0, t1);
       if (qbuf_.empty()) {
         stage_ = 2;
         finish(P);
@@ -191,7 +196,9 @@ class PowerSgd final : public Algorithm {
     }
     if (p_.op == ReduceOp::Avg && P > 1) detail::divide_in_place(out_, p_.count, DType::Float32, P);
     // qbuf_ (the summed Q) is the next step's starting point: the warm start.
-    decode_s += now_s() - t0;
+    const double t1 = now_s();
+    decode_s += t1 - t0;
+    timeline::span_between("decode (P Q^T)", t0, t1);
     stage_ = 3;
   }
 

@@ -17,4 +17,11 @@ if [ "$mode" = timeout ]; then
 else
   [ "$rc" -eq 0 ] || { echo "FAIL: the job exited $rc"; exit 1; }
 fi
-python3 "$here/check_timeline.py" "$mode" "$path" "$np" $max_bytes
+python3 "$here/check_timeline.py" "$mode" "$path" "$np" $max_bytes || exit 1
+if [ "$mode" = stall ]; then
+  # The summary names rank 1 as the last to arrive in the calls it was late for.
+  python3 "$here/../../scripts/timeline_summary.py" "$path" --calls 2 | tee "$dir/summary.txt"
+  grep -Eq "^  (allreduce|run allreduce sra).* +[0-9]+ +1 +[0-9.]+" "$dir/summary.txt" ||
+    { echo "FAIL: the summary does not name rank 1 as the one waited for"; exit 1; }
+  echo "PASS (summary)"
+fi
