@@ -444,6 +444,8 @@ Request dispatch(const std::shared_ptr<Impl>& impl, const CallInfo& call, bool b
   if (c.checked) detail::agree_on_call(c, call, detail::key_of(call));
   c.board.enter(detail::ProgressBoard::Dense);
   if (call.count == 0) return blocking ? Request() : done_request(impl, call);
+  // Blocking calls on the timeline here; requests from post to completion (State::poll).
+  timeline::Span span(blocking ? call.collective : nullptr, call.count * dtype_size(call.dtype));
   if (on_device(c, call, mem, probe)) {
     device(*c.device);
     auto st = std::make_unique<Request::State>();
@@ -452,12 +454,9 @@ Request dispatch(const std::shared_ptr<Impl>& impl, const CallInfo& call, bool b
     st->event = c.device->record(call);
     Request r(std::move(st));
     if (!blocking) return r;
-    timeline::Span span(call.collective, call.count * dtype_size(call.dtype));
     r.wait();
     return Request();
   }
-  // Blocking calls here; requests from post to completion (Request::State::poll).
-  timeline::Span span(blocking ? call.collective : nullptr, call.count * dtype_size(call.dtype));
   detail::StatePtr st = host(blocking);
   return st ? Request(std::move(st)) : Request();
 }
