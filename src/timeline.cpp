@@ -468,21 +468,21 @@ void close(MPI_Comm comm, bool usable, double deadline_s) noexcept {
     MPI_Comm_size(comm, &size);
     std::string mine = r->events_json();
     const std::int64_t deadline = deadline_after(deadline_s);
-    auto own_part = [&] {
-      write_file(part_path(r->path(), rank), "{\"traceEvents\":[\n", mine, "\n]}\n");
+    auto own_part = [&](const std::string& events) {
+      write_file(part_path(r->path(), rank), "{\"traceEvents\":[\n", events, "\n]}\n");
       std::fprintf(stderr, "gradwire: rank %d: timeline part written to %s\n", rank,
                    part_path(r->path(), rank).c_str());
     };
-    if (!usable || mine.size() > static_cast<std::size_t>(INT_MAX)) return own_part();
+    if (!usable || mine.size() > static_cast<std::size_t>(INT_MAX)) return own_part(mine);
     if (rank != 0) {
       std::int64_t n = static_cast<std::int64_t>(mine.size());
       MPI_Request q[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
       MPI_Isend(&n, 1, MPI_INT64_T, 0, kTagSize, comm, &q[0]);
       MPI_Isend(mine.data(), static_cast<int>(n), MPI_CHAR, 0, kTagPart, comm, &q[1]);
       if (!(wait_until(&q[0], deadline) && wait_until(&q[1], deadline))) {
-        // Rank 0 is gone or late: MPI may still read `mine`, so it is leaked with the requests.
-        new std::string(std::move(mine));
-        own_part();
+        // Rank 0 is gone or late: MPI may still read the buffer, so it is leaked with the
+        // requests (moved, so the buffer MPI reads is the one kept).
+        own_part(*new std::string(std::move(mine)));
       }
       return;
     }

@@ -9,10 +9,12 @@ Usage: check_timeline.py MODE PATH RANKS [MAX_BYTES]
            the second SRA run (and their second dense allreduce) lasts >= 300 ms, rank 1's not
   many     the file is at most MAX_BYTES and says that the earliest events were dropped
   timeout  some rank's own part (PATH.rank<r>.json) holds a timeout mark naming rank 1
+  late-close  PATH has every rank but 1 and names 1 missing; PATH.rank1.json has rank 1's runs
 """
 import glob
 import json
 import os
+import subprocess
 import sys
 
 
@@ -145,10 +147,32 @@ def check_timeout(path):
     fail(f"no timeout mark naming rank 1 in {parts}")
 
 
+def check_late_close(path, nranks):
+    with open(path) as f:
+        doc = json.load(f)
+    present = sorted({e["pid"] for e in doc["traceEvents"]})
+    if present != [r for r in range(nranks) if r != 1]:
+        fail(f"{path}: ranks {present}, expected all but 1")
+    if doc.get("otherData", {}).get("missing_ranks") != [1]:
+        fail(f"{path}: missing_ranks {doc.get('otherData')}, expected [1]")
+    part = load(path + ".rank1.json")
+    runs = [e for e in part if e.get("ph") == "X" and e["name"].startswith("run allreduce sra q8")]
+    if {e["pid"] for e in part} != {1} or len(runs) != 3:
+        fail(f"rank 1's own part: pids {sorted({e['pid'] for e in part})}, {len(runs)} runs")
+    print(f"{path}: ranks {present}, missing [1]; rank 1's part has its 3 runs")
+    # The merge script joins them into a trace of every rank.
+    merge = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "timeline_merge.py")
+    whole = path + ".merged.json"
+    subprocess.run([sys.executable, merge, whole, path, path + ".rank1.json"], check=True)
+    check_structure(load(whole), nranks)
+
+
 def main():
     mode, path, nranks = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "timeout":
         check_timeout(path)
+    elif mode == "late-close":
+        check_late_close(path, nranks)
     else:
         events = load(path)
         if mode == "mixed":

@@ -6,6 +6,8 @@
 //   many PATH N       N runs of a small SRA plan (GRADWIRE_TIMELINE_EVENTS bounds the file)
 //   timeout PATH      rank 1 never joins an SRA run; the others time out (GRADWIRE_TIMEOUT)
 //                     and abort, each writing its own part with the culprit named
+//   late-close PATH   a few runs, then rank 1 keeps its communicator 3 s past GRADWIRE_TIMEOUT:
+//                     rank 0 writes the trace without it in bounded time, rank 1 its own part
 #include <mpi.h>
 #include <unistd.h>
 
@@ -68,13 +70,16 @@ int main(int argc, char** argv) {
       const long runs = argc > 3 ? std::atol(argv[3]) : 100000;
       gradwire::Plan small(comm, plan_of(64, "q8", "sra"));
       for (long i = 0; i < runs; ++i) small.run(x.data(), y.data());
+    } else if (mode == "late-close") {
+      for (int i = 0; i < 3; ++i) sra.run(x.data(), y.data());
+      if (rank == 1) sleep(static_cast<unsigned>(comm.timeout_seconds()) + 3);
     } else if (mode == "timeout") {
       if (rank == 1) sleep(60);
       sra.run(x.data(), y.data());
       std::fprintf(stderr, "rank %d: the run returned although rank 1 stalled\n", rank);
       rc = 1;
     } else {
-      std::fprintf(stderr, "usage: gw_timeline_probe mixed|stall|many|timeout PATH [N]\n");
+      std::fprintf(stderr, "usage: gw_timeline_probe mixed|stall|many|timeout|late-close PATH [N]\n");
       rc = 2;
     }
   }  // the communicator goes: rank 0 writes the merged timeline
