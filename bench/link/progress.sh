@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Progress of the sweeps (sourced by bench/link/standard_comparison.sh): the benchmarks, run
 # with GW_BENCH_PROGRESS=1, print "gw-progress: ..." lines (bench/osu/progress.hpp); this
 # filter shows them on stderr when stderr is a terminal, prefixed with where the sweep is,

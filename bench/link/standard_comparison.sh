@@ -65,7 +65,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export GW_BENCH_PROGRESS=1
 # shellcheck source=progress.sh
 source "$here/progress.sh"
-nlinks=$(echo $links | wc -w) li=0
+nlinks=$(echo "$links" | wc -w) li=0
 for l in $links; do
   li=$((li + 1))
   log="$out/allreduce-$l.txt" json="$out/allreduce-$l.json"

@@ -15,7 +15,7 @@ timeout -k 5 800 "$mpirun" --oversubscribe -np "$np" "$probe" "$mode" "$path" $a
 rc=$?
 if [ "$mode" = timeout ]; then
   [ "$rc" -ne 0 ] || { echo "FAIL: the job exited 0 although rank 1 stalled"; exit 1; }
-  [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || { echo "FAIL: the job hung"; exit 1; }
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "FAIL: the job hung"; exit 1; fi
 else
   [ "$rc" -eq 0 ] || { echo "FAIL: the job exited $rc"; exit 1; }
 fi
@@ -26,6 +26,7 @@ if [ "$mode" = late-close ]; then
   echo "late-close: the job took ${elapsed} s"
   [ "$elapsed" -le 40 ] || { echo "FAIL: ${elapsed} s: the merge waited too long for the late rank"; exit 1; }
 fi
+# shellcheck disable=SC2086  # max_bytes: empty or one number
 python3 "$here/check_timeline.py" "$mode" "$path" "$np" $max_bytes || exit 1
 if [ "$mode" = stall ]; then
   # The summary names rank 1 as the last to arrive in the calls it was late for.
