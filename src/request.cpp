@@ -49,10 +49,10 @@ bool Request::State::poll() {
   }
   done = true;
   if (finish) finish();
-  // Non-blocking dense calls ("iallreduce", ...) from post to completion; blocking ones and
-  // plan runs record their own span.
+  // Non-blocking dense calls ("iallreduce", ...) from post to completion, as async events
+  // (requests may overlap without nesting); blocking ones and plan runs record their own span.
   if (timeline_t0 && !progress && call.collective[0] == 'i')
-    timeline::span_since(call.collective, timeline_t0, call.count * dtype_size(call.dtype));
+    timeline::async_since(call.collective, timeline_t0, call.count * dtype_size(call.dtype), -1);
   return true;
 }
 

@@ -254,7 +254,7 @@ std::string Recorder::events_json() const {
     }
     if (e.kind == Kind::Instant) out += ",\"s\":\"p\"";
     if (e.kind == Kind::Async) out.append(",\"id\":").append(std::to_string(id_base + it.index));
-    out += e.kind == Kind::Async ? ",\"cat\":\"p2p\",\"name\":\"" : ",\"cat\":\"gradwire\",\"name\":\"";
+    out += e.kind == Kind::Async ? ",\"cat\":\"async\",\"name\":\"" : ",\"cat\":\"gradwire\",\"name\":\"";
     append_escaped(out, e.name);
     out += "\",\"args\":{";
     bool comma = false;

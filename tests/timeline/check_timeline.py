@@ -87,7 +87,9 @@ def check_mixed(events, nranks):
     ranks = check_structure(events, nranks)
     for pid, evs in ranks.items():
         names = [e["name"] for e in spans(evs)]
-        for want in ("allreduce", "iallreduce", "run allreduce sra q8",
+        if not any(e["ph"] == "b" and e["name"] == "iallreduce" for e in evs):
+            fail(f"rank {pid}: no iallreduce request (an async event)")
+        for want in ("allreduce", "run allreduce sra q8",
                      "run allreduce sparse-allgather topk", "encode", "decode", "exchange",
                      "stage 0"):
             if not any(n.startswith(want) for n in names):
