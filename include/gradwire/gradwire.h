@@ -98,7 +98,7 @@ const char* gw_version_string(void);
 gw_status_t gw_comm_create(MPI_Comm comm, gw_comm_t* out);
 /* gw_comm_create that also records the timeline (docs/timeline.md) of this process into
  * timeline_path (a Chrome trace, written by rank 0 at gw_comm_finalize/gw_comm_destroy), as
- * GRADWIRE_TIMELINE=timeline_path would. */
+ * GRADWIRE_TIMELINE=timeline_path would (a process already recording one records into it). */
 gw_status_t gw_comm_create_timeline(MPI_Comm comm, const char* timeline_path, gw_comm_t* out);
 /* The same from a Fortran handle (MPI_Comm_c2f's value, an INTEGER in Fortran). */
 gw_status_t gw_comm_create_f(MPI_Fint comm, gw_comm_t* out);
