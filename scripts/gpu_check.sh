@@ -45,7 +45,9 @@ mkdir -p "$out/logs"
 rm -f "$out/logs/"*.log  # a condition must never read an earlier run's log
 budget=${GW_GPU_CHECK_BUDGET:-$([ $quick -eq 1 ] && echo 290 || echo 540)}
 t0=$SECONDS
-mode=$([ $quick -eq 1 ] && echo quick || echo full)$([ $dry -eq 1 ] && echo ", dry run" || true)
+mode=full
+[ $quick -eq 1 ] && mode=quick
+[ $dry -eq 1 ] && mode="$mode, dry run"
 
 # --- the machine ------------------------------------------------------------------------
 gpu_list=$(nvidia-smi -L 2>/dev/null || true)
@@ -192,15 +194,16 @@ export GRADWIRE_TIMEOUT=${GRADWIRE_TIMEOUT:-60} GRADWIRE_INIT_TIMEOUT=${GRADWIRE
 export GW_TEST_TIMEOUT=${GW_TEST_TIMEOUT:-$([ $quick -eq 1 ] && echo 60 || echo 200)}
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}           # NCCL's own warnings land in the logs
 
-# Why a step cannot run here ("" when it can).
-no_gpu=$([ $have_gpu -eq 0 ] && echo "no GPU (dry run)" || true)
+# Why a step cannot run here ("" when it can). The reason particular to a step comes first,
+# so a dry run shows each step's own skip path; then the machine's.
+no_gpu=
+[ $have_gpu -eq 0 ] && no_gpu="no GPU (dry run)"
+[ "${compute_mode:-}" = Prohibited ] && no_gpu="compute mode Prohibited: no process may use the GPU"
 shared_why=$no_gpu
-case ${compute_mode:-} in
-  Exclusive_Process) shared_why=${shared_why:-"compute mode Exclusive_Process: one process per GPU, so ranks cannot share it"} ;;
-  Prohibited) no_gpu=${no_gpu:-"compute mode Prohibited: no process may use the GPU"}; shared_why=$no_gpu ;;
-esac
+[ "${compute_mode:-}" = Exclusive_Process ] &&
+  shared_why="compute mode Exclusive_Process: one process per GPU, so ranks cannot share it"
 py_why=$no_gpu
-command -v python3 >/dev/null 2>&1 || py_why=${py_why:-"no python3 on this machine"}
+command -v python3 >/dev/null 2>&1 || py_why="no python3 on this machine"
 
 # --- the steps, in order of value ---------------------------------------------------------
 # Each: a name, its limit (full / quick) and its command; a step whose reason is set is
@@ -246,7 +249,7 @@ expect plans_np4_one_gpu "device plans at 4 ranks on one GPU ran (none skipped)"
 
 # 5. The Python tier on CUDA tensors (python/, scripts/test_python.sh), when the tree has it.
 python_why=$py_why
-[ -x "$root/scripts/test_python.sh" ] || python_why=${python_why:-"scripts/test_python.sh is not in this tree"}
+[ -x "$root/scripts/test_python.sh" ] || python_why="scripts/test_python.sh is not in this tree"
 run_or_skip "$python_why" python_cuda "$(lim 240 90)" \
   env GRADWIRE_PY_CUDA=ON GRADWIRE_PY_NCCL=ON GRADWIRE_PY_NP="1 2" "$root/scripts/test_python.sh"
 
@@ -255,14 +258,14 @@ sweep=(-m 8:4M -i 50 -x 10)
 [ $quick -eq 1 ] && sweep=(-m 8:1M -i 20 -x 5)
 run_or_skip "$no_gpu" allreduce_cuda_np1 "$(lim 90 45)" "$mpirun" --oversubscribe -np 1 "$allreduce" -d cuda -c "${sweep[@]}"
 two_why=$no_gpu
-[ "${visible:-0}" -ge 2 ] || two_why=${two_why:-"fewer than 2 GPUs visible"}
+[ "${visible:-0}" -ge 2 ] || two_why="fewer than 2 GPUs visible (${visible:-0})"
 run_or_skip "$two_why" allreduce_cuda_np2 "$(lim 90 45)" "$mpirun" --oversubscribe -np 2 "$allreduce" -d cuda -c -m 8:4M -i 50 -x 10
 bench_why=$no_gpu
-[ $quick -eq 1 ] && bench_why=${bench_why:-"--quick"}
+[ $quick -eq 1 ] && bench_why="--quick"
 run_or_skip "$bench_why" codec_bench_gpu 150 "$codec_bench" \
   --benchmark_out="$out/logs/codec-gpu.json" --benchmark_out_format=json
 torch_why=$py_why
-[ $quick -eq 1 ] && torch_why=${torch_why:-"--quick"}
+[ $quick -eq 1 ] && torch_why="--quick"
 run_or_skip "$torch_why" torch_peers 120 python3 "$root/bench/gpu/torch_peers.py"  # says so without torch
 
 finish $failed
