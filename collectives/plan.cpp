@@ -33,6 +33,7 @@
 #include "collectives/staged.hpp"
 #include "collectives/staging.hpp"
 #include "comm_impl.hpp"
+#include "current_device.hpp"
 #include "device_backend.hpp"
 #include "gradwire/codec.hpp"
 #include "gradwire/config.hpp"
@@ -130,6 +131,7 @@ struct Plan::Impl {
   // Device plans: pinned staging made at construction (collectives/staging.hpp), so a run
   // allocates nothing. Allreduce stages in place; allgather and reduce-scatter have both.
   std::string device_error;  // why this rank cannot run a device plan (agreed on in agree())
+  int gpu = -1;  // device plans: the GPU they run on (detail::plan_device), current at each entry
   detail::PinnedStaging staging;
 
   ~Impl() {
@@ -145,7 +147,9 @@ struct Plan::Impl {
     }
     if (!broken.empty()) {
       // A run that failed or was abandoned may have left operations posted that peers still
-      // complete: keep everything MPI may touch (leaked quietly) rather than free it.
+      // complete: keep everything MPI may touch (leaked quietly) rather than free it. An NCCL
+      // transport's communicator is aborted first, so none of its kernels waits on.
+      if (devpath) devpath->abort();
       flight->plan = nullptr;
       (void)algo.release();
       (void)t.release();
@@ -321,8 +325,10 @@ void Plan::Impl::prepare_device() {
                                     : in_bytes;
   if (cfg.collective == PlanCollective::ReduceScatter) in_bytes *= static_cast<std::size_t>(c->size);
   // An algorithm that runs on the GPU needs no whole-buffer staging (choose() confirms it: a
-  // predicted native choice stays native, whatever the cost model picks).
+  // predicted native choice stays native, whatever the cost model picks), nor does powersgd,
+  // whose device form moves only its factors (make_device_powersgd).
   if (GRADWIRE_HAVE_CUDA && predict_native()) return;
+  if (GRADWIRE_HAVE_CUDA && cfg.algorithm == "powersgd") return;
   device_error = staging.prepare(in_bytes, out_bytes,
                                  cfg.collective == PlanCollective::Allreduce, c->rank);
 }
@@ -654,6 +660,8 @@ Plan::Plan(Communicator& comm, const PlanConfig& config) : impl_(std::make_uniqu
   p.id = ++p.c->plans_made;
   p.c->board.enter(detail::ProgressBoard::Dense);  // creation is on the communicator itself
   p.check_config();
+  if (p.cfg.memory == Memory::Device) p.gpu = detail::plan_device(*p.c);
+  const detail::CurrentDevice on(p.gpu);  // what the plan makes belongs to its GPU
   if (p.arg_error.empty()) p.prepare_device();
   p.agree();
   p.choose();
@@ -733,6 +741,7 @@ Request Plan::start(const void* send, void* recv) {
            "through host memory; use run_on_stream (or run)");
   }
   p.check_run(send, recv);
+  const detail::CurrentDevice on(p.gpu);
   if (p.native) {
     p.check_device_pointers(send, recv);
     p.devpath->set_stream(nullptr);  // the default stream
@@ -794,6 +803,8 @@ void Plan::Impl::run_device(const void* send, void* recv, void* stream, bool wai
   if (!GRADWIRE_HAVE_CUDA)
     fail(ErrorCode::Unsupported, "device-memory plan: gradwire was built without CUDA");
   check_run(send, recv);
+  const detail::CurrentDevice on(gpu);
+  if (!on.ok()) fail(ErrorCode::Cuda, on.error());
   check_device_pointers(send, recv);
   if (algo->on_device()) {  // powersgd on the GPU: no staging (algorithms/powersgd_device.hpp)
     const double t_start = now_s();

@@ -121,9 +121,13 @@ void decode_common(const Codec& c, const std::byte* d_in, std::size_t in_bytes, 
 
 Status::Status() {
   check_cuda(cudaMalloc(reinterpret_cast<void**>(&words_), sizeof(dev::Words)), "cudaMalloc (codec status)");
-  check_cuda(cudaMemset(words_, 0, sizeof(dev::Words)), "cudaMemset (codec status)");
   check_cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate (codec status)");
   check_cuda(cudaMallocHost(reinterpret_cast<void**>(&host_), sizeof(dev::Words)), "cudaMallocHost (codec status)");
+  // Zeroed from pinned memory: that copy has landed when cudaMemcpy returns, so kernels on
+  // any stream see it (a cudaMemset would be queued on the legacy default stream, which a
+  // cudaStreamNonBlocking stream does not wait for).
+  *host_ = dev::Words{};
+  check_cuda(cudaMemcpy(words_, host_, sizeof(dev::Words), cudaMemcpyHostToDevice), "cudaMemcpy (codec status)");
 }
 
 Status::~Status() {

@@ -22,8 +22,9 @@ class CudaExecutor final : public exec::Executor {
   bool on_device() const noexcept override { return true; }
   const char* name() const noexcept override { return "cuda"; }
   void* stream() const noexcept override { return stream_; }
-  // Another stream for the calls that follow (run_on_stream: the caller's).
-  void set_stream(cudaStream_t s) noexcept { stream_ = s; }
+  // Another stream for the calls that follow (run_on_stream: the caller's); it first waits
+  // for the zeroing of the workspace (allocate).
+  void set_stream(cudaStream_t s) noexcept;
 
   void* allocate(std::size_t bytes) override;
   void release(void* p) noexcept override;
@@ -48,6 +49,7 @@ class CudaExecutor final : public exec::Executor {
  private:
   cudaStream_t stream_;
   std::unique_ptr<Status> status_;
+  cudaEvent_t zeroed_ = nullptr;  // recorded after the last workspace zeroing (legacy stream)
 };
 
 }  // namespace gradwire::cuda

@@ -51,12 +51,24 @@ __global__ void flag_kernel(const float* x, const float* res, std::size_t n,
 }  // namespace
 
 CudaExecutor::CudaExecutor(cudaStream_t stream) : stream_(stream), status_(std::make_unique<Status>()) {}
-CudaExecutor::~CudaExecutor() = default;
+CudaExecutor::~CudaExecutor() {
+  if (zeroed_) cudaEventDestroy(zeroed_);
+}
+
+void CudaExecutor::set_stream(cudaStream_t s) noexcept {
+  stream_ = s;
+  // The workspace was zeroed on the legacy default stream, which a cudaStreamNonBlocking
+  // stream does not wait for: the run's stream waits for that zeroing through an event.
+  if (zeroed_ && cudaStreamWaitEvent(s, zeroed_, 0) != cudaSuccess) cudaGetLastError();
+}
 
 void* CudaExecutor::allocate(std::size_t bytes) {
   void* p = nullptr;
   check_cuda(cudaMalloc(&p, bytes), "cudaMalloc (plan workspace)");
-  check_cuda(cudaMemset(p, 0, bytes), "cudaMemset (plan workspace)");
+  check_cuda(cudaMemsetAsync(p, 0, bytes, cudaStreamLegacy), "cudaMemsetAsync (plan workspace)");
+  if (!zeroed_)
+    check_cuda(cudaEventCreateWithFlags(&zeroed_, cudaEventDisableTiming), "cudaEventCreate (plan workspace)");
+  check_cuda(cudaEventRecord(zeroed_, cudaStreamLegacy), "cudaEventRecord (plan workspace)");
   return p;
 }
 

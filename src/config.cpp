@@ -98,7 +98,7 @@ constexpr const char* kKnown[] = {"GRADWIRE_TIMEOUT",    "GRADWIRE_INIT_TIMEOUT"
                                   "GRADWIRE_ON_TIMEOUT", "GRADWIRE_NODE_SPLIT",
                                   "GRADWIRE_CODEC_ISA",  "GRADWIRE_CHECK",
                                   "GRADWIRE_ON_FAILURE", "GRADWIRE_COST_CACHE",
-                                  "GRADWIRE_SRA_OVERLAP", "GRADWIRE_DEVICE_STAGING",
+                                  "GRADWIRE_DEVICE_STAGING",
                                   "GRADWIRE_BALANCE_SHARDS", "GRADWIRE_SLOW_RANK",
                                   "GRADWIRE_OVERLAP",    "GRADWIRE_OVERLAP_CHUNK",
                                   "GRADWIRE_TIMELINE",   "GRADWIRE_TIMELINE_EVENTS"};

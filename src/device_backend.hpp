@@ -35,8 +35,16 @@ class DeviceBackend {
   // this backend's ranks, bounded by `timeout_s`. Never throws: null and `error` on failure.
   virtual std::unique_ptr<DeviceBackend> split(Communicator::Impl& child, int color, int key,
                                                double timeout_s, std::string& error) noexcept = 0;
-  // The ncclComm_t (device plans' NCCL transport: src/transport/nccl_p2p.hpp); null if none.
-  virtual void* nccl_comm() const noexcept { return nullptr; }
+  // A new NCCL communicator (an ncclComm_t, owned by the caller) split from this backend's,
+  // collective over its ranks, settled (src/transport/nccl_calls.hpp): a device plan's own
+  // (src/transport/nccl_p2p.hpp). Never throws: null and `error` on failure.
+  virtual void* split_comm(int color, int key, double timeout_s, std::string& error) noexcept {
+    (void)color;
+    (void)key;
+    (void)timeout_s;
+    error = "this device backend has no NCCL communicator";
+    return nullptr;
+  }
 };
 
 // Why one step of the device setup failed on this rank (empty cause: it did not).

@@ -76,7 +76,7 @@ class ReduceScatter final : public Staged {
       }
       std::fill(ready_.begin(), ready_.end(), 0);
       next_ = 1;
-      t_.group_start();  // receives and sends together (NCCL: a lone receive waits forever)
+      Batch batch(t_);  // receives and sends together (NCCL: a lone receive waits forever)
       for (int j = 0; j < P; ++j)
         if (j != me_) peer_[t_.irecv(recv_.data() + cap_ * j, cap_, j, kTagScatter)] = j;
       for (int j = 0; j < P; ++j) {
@@ -85,7 +85,7 @@ class ReduceScatter final : public Staged {
                                : send_.data() + cap_ * static_cast<std::size_t>(j);
         peer_[t_.isend(msg, cap_, j, kTagScatter)] = -1;
       }
-      t_.group_end();
+      batch.end();
       return true;
     }
     if (stage_ == 1 && device_) {

@@ -136,12 +136,12 @@ class SharedGrid final : public Staged {
         for (int j = 0; j < P; ++j)
           if (j != me_) peer_[t_.irecv(wrecv_.data() + wacc_.size() * j, wb, j, kTagReduce)] = j;
       }
-      t_.group_start();
+      Batch batch(t_);
       for (int j = 0; j < P; ++j) {
         const std::size_t nw = woff_[j + 1] - woff_[j];
         if (j != me_ && nw) peer_[t_.isend(wsend_.data() + woff_[j], nw * 8, j, kTagReduce)] = -1;
       }
-      t_.group_end();
+      batch.end();
       return true;
     }
     if (stage_ == 2) {
@@ -151,11 +151,11 @@ class SharedGrid final : public Staged {
         const std::size_t nw = woff_[j + 1] - woff_[j];
         if (j != me_ && nw) peer_[t_.irecv(wsend_.data() + woff_[j], nw * 8, j, kTagGather)] = -1;
       }
-      t_.group_start();
+      Batch batch(t_);
       for (int j = 0; j < P; ++j)
         if (j != me_ && !wacc_.empty())
           peer_[t_.isend(wacc_.data(), wacc_.size() * 8, j, kTagGather)] = -1;
-      t_.group_end();
+      batch.end();
       return true;
     }
     Timed tm(decode_s, "decode");

@@ -3,8 +3,6 @@
 #include "collectives/staged.hpp"
 
 #include <algorithm>
-#include <cstdlib>
-#include <string>
 #include <vector>
 
 #include "collectives/overlap.hpp"
@@ -39,11 +37,11 @@ class Sra final : public Staged {
     ready_.assign(static_cast<std::size_t>(P), 0);
     if (device_) flag_.init(x_);
     peer_.resize(done_.size());
-    // GRADWIRE_SRA_OVERLAP=1 (host transports): send each chunk as soon as it is encoded
-    // (scatter_overlapped). Off by default: on the only machine it was measured on (2 cores,
-    // oversubscribed, loaded) it was 0.8-1.4x the plain order (bench/results/sra-overlap.md).
-    const char* ov = std::getenv("GRADWIRE_SRA_OVERLAP");
-    overlap_ = t.stream() == nullptr && ((ov && std::string(ov) == "1") || overlap_chunk(t, p) > 0);
+    // GRADWIRE_OVERLAP=1 (host executors and transports only: overlap_chunk answers 0 for
+    // device ones): send each chunk as soon as it is encoded (scatter_overlapped). Off by
+    // default: on the only machine it was measured on (2 cores, oversubscribed, loaded) it
+    // was 0.8-1.4x the plain order (bench/results/sra-overlap.md).
+    overlap_ = overlap_chunk(t, p) > 0;
     if (p.error_feedback) {
       res1_ = exec::Work<float>(x_, p.count);
       res2_ = exec::Work<float>(x_, len(me_));
@@ -84,14 +82,16 @@ class Sra final : public Staged {
             if (len(j)) write_run_error(err_, send_.data() + moff_[j]);
         }
       }
-      // Receives and sends in one group: NCCL would wait forever on a receive posted alone.
-      t_.group_start();
-      if (len(me_)) own_chunk_and_receives();  // a rank may own no chunk when count is small
+      if (len(me_)) own_chunk();  // a rank may own no chunk when count is small
+      // Receives and sends in one group (NCCL would wait forever on a receive posted alone),
+      // and nothing else in it: what can fail runs before, so the group only posts.
+      Batch batch(t_);
+      if (len(me_)) own_receives();
       for (int j = 0; j < P; ++j) {
         if (j != me_ && len(j))
           peer_[t_.isend(send_.data() + moff_[j], cap_[j], j, kTagReduce)] = -1;
       }
-      t_.group_end();
+      batch.end();
       return true;
     }
     if (stage_ == 1) {
@@ -109,7 +109,7 @@ class Sra final : public Staged {
         Timed tm(decode_s, "decode");
         x_.decode(codec_, own2_.data(), cap_[me_], out + off_[me_], DType::Float32, len(me_));
       }
-      t_.group_start();
+      Batch batch(t_);
       for (int j = 0; j < P; ++j) {
         if (j != me_ && len(j))
           peer_[t_.irecv(send_.data() + moff_[j], cap_[j], j, kTagGather)] = j;
@@ -117,7 +117,7 @@ class Sra final : public Staged {
       for (int j = 0; j < P; ++j) {
         if (j != me_ && len(me_)) peer_[t_.isend(own2_.data(), cap_[me_], j, kTagGather)] = -1;
       }
-      t_.group_end();
+      batch.end();
       return true;
     }
     if (stage_ == 2 && device_) {
@@ -129,9 +129,8 @@ class Sra final : public Staged {
     return false;
   }
 
-  // Stage 0, once this rank's own chunk is encoded: it starts the accumulator, and the
-  // peers' chunks of it are awaited.
-  void own_chunk_and_receives() {
+  // Stage 0, once this rank's own chunk is encoded: it starts the accumulator...
+  void own_chunk() {
     std::fill(ready_.begin(), ready_.end(), 0);
     next_ = 1;
     x_.zero(acc_.data(), acc_.bytes());
@@ -139,6 +138,9 @@ class Sra final : public Staged {
       Timed tm(decode_s, "decode");
       x_.decode_add(codec_, send_.data() + moff_[me_], cap_[me_], acc_.data(), len(me_));
     }
+  }
+  // ... and the peers' chunks of it are awaited.
+  void own_receives() {
     for (int j = 0; j < t_.size(); ++j) {
       if (j == me_) continue;
       peer_[t_.irecv(recv_.data() + cap_[me_] * j, cap_[me_], j, kTagReduce)] = j;
@@ -170,7 +172,8 @@ class Sra final : public Staged {
     };
     if (len(me_)) {
       encode(me_);
-      own_chunk_and_receives();
+      own_chunk();
+      own_receives();
     }
     for (int k = 1; k < P; ++k) {
       const int j = (me_ + k) % P;

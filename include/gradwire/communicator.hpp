@@ -54,7 +54,10 @@ struct Options {
   std::string timeline;
 };
 
-// Where a buffer lives. Auto asks the CUDA runtime (host in builds without CUDA).
+// Where a buffer lives. Auto asks the CUDA runtime (host in builds without CUDA), and only
+// once some GPU's primary context (the runtime's, PyTorch's) is active, so a host-only job
+// never gets a context made on GPU 0 by the question; memory of a context made through the
+// driver API alone is not recognised: pass Device.
 enum class Memory { Auto, Host, Device };
 
 class Communicator;

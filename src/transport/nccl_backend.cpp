@@ -7,7 +7,11 @@
 
 #include <cstring>
 
-#include "request_state.hpp"  // poll_until_done
+#include "current_device.hpp"
+#include "device_assign.hpp"
+#include "request_state.hpp"  // monotonic_ns
+#include "transport/nccl_calls.hpp"
+#include "transport/stream_order.hpp"
 
 namespace gradwire::detail {
 namespace {
@@ -46,10 +50,10 @@ ncclRedOp_t nccl_op(ReduceOp op) {
 class NcclBackend final : public DeviceBackend {
  public:
   NcclBackend(Communicator::Impl& c, int device) : c_(c), device_(device) {}
-  void* nccl_comm() const noexcept override { return comm_; }
 
   ~NcclBackend() override {
     shut_down();
+    CurrentDevice on(device_);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -66,34 +70,23 @@ class NcclBackend final : public DeviceBackend {
 
   std::unique_ptr<DeviceBackend> split(Communicator::Impl& child, int color, int key,
                                        double timeout_s, std::string& error) noexcept override {
-    if (!comm_) {
-      error = "the parent's NCCL communicator was aborted";
+    CurrentDevice on(device_);
+    if (!on.ok()) {
+      error = on.error();
       return nullptr;
     }
-    auto b = std::make_unique<NcclBackend>(child, device_);
-    if (cudaSetDevice(device_) != cudaSuccess) {
-      error = "cudaSetDevice(" + std::to_string(device_) + ") failed: " +
-              cudaGetErrorString(cudaGetLastError());
+    std::unique_ptr<NcclBackend> b;
+    try {
+      b = std::make_unique<NcclBackend>(child, device_);
+    } catch (const std::exception& e) {
+      error = e.what();
       return nullptr;
     }
     if (!b->make_stream(error)) return nullptr;
-    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-    config.blocking = 0;  // as the parent: never mixed in one group
-    const ncclResult_t r = ncclCommSplit(comm_, color, key, &b->comm_, &config);
-    // A non-blocking split reports its progress on the new communicator; the parent, too,
-    // must have left ncclInProgress before its next call.
-    if (!b->settle_setup(r, timeout_s, "ncclCommSplit", error)) return nullptr;
-    ncclResult_t parent = ncclInProgress;
-    const std::int64_t deadline = monotonic_ns() + timeout_ns(timeout_s);
-    while (ncclCommGetAsyncError(comm_, &parent) == ncclSuccess && parent == ncclInProgress &&
-           monotonic_ns() < deadline) {
-      sched_yield();
-    }
-    if (parent != ncclSuccess) {
-      error = describe(parent, "the parent communicator after ncclCommSplit");
-      b->abort();
-      return nullptr;
-    }
+    // The parent drained before the child is read (nccl_calls.hpp); on failure nothing NCCL
+    // may still write is freed, and the parent is left settled or aborted.
+    b->comm_ = nccl::split_child(comm_, color, key, timeout_s, error);
+    if (!b->comm_) return nullptr;
     int rank = -1, count = -1;
     ncclCommUserRank(b->comm_, &rank);
     ncclCommCount(b->comm_, &count);
@@ -107,6 +100,15 @@ class NcclBackend final : public DeviceBackend {
     return b;
   }
 
+  void* split_comm(int color, int key, double timeout_s, std::string& error) noexcept override {
+    CurrentDevice on(device_);
+    if (!on.ok()) {
+      error = on.error();
+      return nullptr;
+    }
+    return nccl::split_child(comm_, color, key, timeout_s, error);
+  }
+
   void allreduce(const void* send, void* recv, std::size_t count, DType t, ReduceOp op,
                  const CallInfo& call) override {
     if (op == ReduceOp::Avg && !is_float(t)) {
@@ -115,15 +117,17 @@ class NcclBackend final : public DeviceBackend {
               "differs from gradwire's host rule); use sum and divide");
     }
     on_my_gpu(send, recv, call);
-    check(ncclAllReduce(send, recv, count, nccl_type(t), nccl_op(op), live(call), stream_), call,
-          "ncclAllReduce");
+    enqueue(call, "ncclAllReduce", [&](ncclComm_t comm) {
+      return ncclAllReduce(send, recv, count, nccl_type(t), nccl_op(op), comm, stream_);
+    });
   }
 
   void allgather(const void* send, void* recv, std::size_t count, DType t,
                  const CallInfo& call) override {
     on_my_gpu(send, recv, call);
-    check(ncclAllGather(send, recv, count, nccl_type(t), live(call), stream_), call,
-          "ncclAllGather");
+    enqueue(call, "ncclAllGather", [&](ncclComm_t comm) {
+      return ncclAllGather(send, recv, count, nccl_type(t), comm, stream_);
+    });
   }
 
   void reduce_scatter(const void* send, void* recv, std::size_t recv_count, DType t,
@@ -133,26 +137,25 @@ class NcclBackend final : public DeviceBackend {
               "avg on integer device buffers is not supported; use sum and divide");
     }
     on_my_gpu(send, recv, call);
-    check(ncclReduceScatter(send, recv, recv_count, nccl_type(t), nccl_op(op), live(call),
-                            stream_),
-          call, "ncclReduceScatter");
+    enqueue(call, "ncclReduceScatter", [&](ncclComm_t comm) {
+      return ncclReduceScatter(send, recv, recv_count, nccl_type(t), nccl_op(op), comm, stream_);
+    });
   }
 
   void broadcast(void* buf, std::size_t count, DType t, int root, const CallInfo& call) override {
     on_my_gpu(buf, buf, call);
-    check(ncclBroadcast(buf, buf, count, nccl_type(t), root, live(call), stream_), call,
-          "ncclBroadcast");
+    enqueue(call, "ncclBroadcast", [&](ncclComm_t comm) {
+      return ncclBroadcast(buf, buf, count, nccl_type(t), root, comm, stream_);
+    });
   }
 
   void* record(const CallInfo& call) override {
     // The event must belong to the stream's device, whatever device the caller made current.
-    int current = -1;
-    cudaGetDevice(&current);
-    if (current != device_) cuda(cudaSetDevice(device_), call, "cudaSetDevice");
+    CurrentDevice on(device_);
+    if (!on.ok()) c_.fail(ErrorCode::Cuda, call, on.error());
     cudaEvent_t ev = nullptr;
     cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
     if (e == cudaSuccess) e = cudaEventRecord(ev, stream_);
-    if (current != device_ && current >= 0) cudaSetDevice(current);
     if (e != cudaSuccess && ev) cudaEventDestroy(ev);
     cuda(e, call, "cudaEventCreate/cudaEventRecord");
     return ev;
@@ -204,10 +207,11 @@ class NcclBackend final : public DeviceBackend {
   }
 
   bool make_stream(std::string& error) noexcept {
-    const cudaError_t e = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking);
+    cudaError_t e = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = order_.init();
     if (e == cudaSuccess) return true;
     cudaGetLastError();
-    error = std::string("cudaStreamCreate failed: ") + cudaGetErrorString(e);
+    error = std::string("cudaStreamCreate/cudaEventCreate failed: ") + cudaGetErrorString(e);
     stream_ = nullptr;
     return false;
   }
@@ -236,38 +240,30 @@ class NcclBackend final : public DeviceBackend {
 
   // Finalize, wait (bounded by the communicator's deadline) until NCCL says the communicator
   // is quiescent, then destroy it; on an error or past the deadline, abort it instead, which
-  // never waits on peers. Never throws.
+  // never waits on peers (nccl_calls.hpp). Never throws.
   void shut_down() noexcept {
     if (!comm_) return;
-    int current = -1;
-    cudaGetDevice(&current);
-    if (current != device_) cudaSetDevice(device_);
-    bool quiescent = false;
-    const ncclResult_t r = ncclCommFinalize(comm_);
-    if (r == ncclSuccess || r == ncclInProgress) {
-      CallInfo call;
-      call.collective = "NCCL finalize";
-      call.has_data = false;
-      try {
-        poll_until_done(c_, call, OnTimeout::Return, [&] {
-          ncclResult_t state = ncclInternalError;
-          if (ncclCommGetAsyncError(comm_, &state) != ncclSuccess) return true;
-          if (state == ncclInProgress) return false;
-          quiescent = state == ncclSuccess;
-          return true;
-        });
-      } catch (...) {
-        // past the deadline: quiescent stays false
-      }
-    }
-    // A failed destroy may have freed part of the communicator: never abort it afterwards.
-    if (quiescent) {
-      ncclCommDestroy(comm_);
-    } else {
-      ncclCommAbort(comm_);
-    }
+    CurrentDevice on(device_);
+    nccl::close(comm_, c_.timeout_s);
     comm_ = nullptr;
-    if (current >= 0 && current != device_) cudaSetDevice(current);
+  }
+
+  // The caller's stream of a communicator-level device call: the default stream (see
+  // stream_order.hpp and docs/collectives.md, "Streams and ordering").
+  static cudaStream_t caller_stream() noexcept { return cudaStreamLegacy; }
+
+  // One device collective: on this communicator's GPU, after the caller's earlier work on its
+  // stream and before its later work, settled before the next NCCL call.
+  template <class Enqueue>
+  void enqueue(const CallInfo& call, const char* what, Enqueue&& f) {
+    CurrentDevice on(device_);
+    if (!on.ok()) c_.fail(ErrorCode::Cuda, call, on.error());
+    const ncclComm_t comm = live(call);
+    cuda(order_.enter(caller_stream(), stream_), call,
+         "ordering after the caller's stream (cudaEventRecord/cudaStreamWaitEvent)");
+    check(f(comm), call, what);
+    cuda(order_.leave(stream_, caller_stream()), call,
+         "ordering the caller's stream after the call (cudaEventRecord/cudaStreamWaitEvent)");
   }
 
   ncclComm_t live(const CallInfo& call) {
@@ -302,9 +298,7 @@ class NcclBackend final : public DeviceBackend {
   }
 
   std::string describe(ncclResult_t r, const char* what) const {
-    const char* last = ncclGetLastError(comm_);
-    return std::string(what) + " failed: " + ncclGetErrorString(r) +
-           (last && *last ? std::string(": ") + last : "");
+    return nccl::describe(comm_, r, what);
   }
 
   [[noreturn]] void fail(ncclResult_t r, const CallInfo& call, const char* what) {
@@ -321,6 +315,7 @@ class NcclBackend final : public DeviceBackend {
   int device_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  StreamOrder order_;
 };
 
 }  // namespace
@@ -332,7 +327,7 @@ DeviceProblem pick_nccl_device(const Communicator::Impl& c, int requested, NcclD
     return {ErrorCode::Unsupported,
             "no CUDA device is visible (host-memory collectives and plans need none)"};
   }
-  const int dev = requested >= 0 ? requested : c.local_rank % count;
+  const int dev = chosen_device(requested, c.local_rank, count);
   if (dev >= count) {
     return {ErrorCode::InvalidArgument, "Options::device " + std::to_string(dev) +
                                             " requested, but this host has " +

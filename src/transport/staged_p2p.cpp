@@ -32,24 +32,25 @@ StagedTransport::~StagedTransport() {
   cudaGetLastError();
 }
 
-constexpr std::size_t kMaxMirrors = 64;
-
-int StagedTransport::mirror(const void* dev, std::size_t bytes) {
+// A mirror is scratch: any one not used by an operation of this stage serves any buffer (the
+// data is copied down or up on each use), so their number is the most a stage uses at once,
+// not the number of distinct buffers a caller passes (a dense plan run on new buffers every
+// step would otherwise pin one full-size mirror per buffer).
+int StagedTransport::mirror(const void* dev, std::size_t bytes, const void* taken) {
   auto in_use = [&](const void* pinned) {
+    if (pinned == taken) return true;  // the other side of the operation being made
     for (const Op& op : ops_)
       if (op.host_in == pinned || op.host_out == pinned) return true;
     return false;
   };
   for (std::size_t i = 0; i < mirrors_.size(); ++i)
     if (mirrors_[i].dev == dev && mirrors_[i].bytes >= bytes) return static_cast<int>(i);
-  // Past the bound, an unused mirror is taken over (its pending copy up, if any, is awaited
-  // through its event like any other before MPI writes into it).
-  if (mirrors_.size() >= kMaxMirrors) {
-    for (std::size_t i = 0; i < mirrors_.size(); ++i) {
-      if (mirrors_[i].bytes >= bytes && !in_use(mirrors_[i].pinned)) {
-        mirrors_[i].dev = dev;
-        return static_cast<int>(i);
-      }
+  // An unused one is taken over (its pending copy up, if any, is awaited through its event
+  // like any other before MPI writes into it; a copy down into it is stream-ordered after it).
+  for (std::size_t i = 0; i < mirrors_.size(); ++i) {
+    if (mirrors_[i].bytes >= bytes && !in_use(mirrors_[i].pinned)) {
+      mirrors_[i].dev = dev;
+      return static_cast<int>(i);
     }
   }
   Mirror m{dev, nullptr, bytes};
@@ -94,13 +95,14 @@ int StagedTransport::add(Op op, bool needs_event) {
   const auto s = static_cast<cudaStream_t>(stream_);
   if (needs_event) {
     int reuse = -1;
-    for (std::size_t i = 0; i < ops_.size() && reuse < 0; ++i)
-      if (ops_[i].dev_in == op.dev_in && ops_[i].in_bytes >= op.in_bytes && ops_[i].event >= 0)
+    for (std::size_t i = 0; i < ops_.size() && reuse < 0 && op.dev_in; ++i)
+      if (ops_[i].dev_in == op.dev_in && ops_[i].in_bytes >= op.in_bytes && ops_[i].event >= 0 &&
+          ops_[i].host_in == op.host_in)
         reuse = ops_[i].event;
     if (reuse >= 0) {
       op.event = reuse;
     } else {
-      if (!cuda_aware_ && op.in_bytes > 0) {
+      if (op.host_in != op.dev_in && op.in_bytes > 0) {  // staged: its bytes go down first
         if (cudaMemcpyAsync(op.host_in, op.dev_in, op.in_bytes, cudaMemcpyDeviceToHost, s) != cudaSuccess) {
           cudaGetLastError();
           c_.fail(ErrorCode::Cuda, call_, "cudaMemcpyAsync (device to pinned) failed");
@@ -131,13 +133,16 @@ void StagedTransport::post(Op& op) {
   sent_bytes = inner_.sent_bytes;
 }
 
-// Where MPI writes the result of op: the device buffer (CUDA-aware) or its mirror.
+// Where MPI writes the result of op: the device buffer (CUDA-aware point-to-point) or a
+// mirror. Open MPI takes device pointers in point-to-point and blocking collectives only,
+// not in non-blocking ones (its FAQ, "Running CUDA-aware Open MPI"), so the collectives
+// below are staged through mirrors even with a CUDA-aware MPI.
 void StagedTransport::set_out(Op& op, void* dev, std::size_t bytes) {
-  if (cuda_aware_) {
+  if (cuda_aware_ && (op.kind == Kind::Send || op.kind == Kind::Recv)) {
     op.host_out = dev;
     return;
   }
-  op.out_mirror = mirror(dev, bytes);
+  op.out_mirror = mirror(dev, bytes, op.host_in);
   op.host_out = mirrors_[static_cast<std::size_t>(op.out_mirror)].pinned;
 }
 
@@ -158,7 +163,9 @@ int StagedTransport::irecv(void* buf, std::size_t bytes, int peer, int tag) {
   set_out(op, buf, bytes);
   op.peer = peer;
   op.tag = tag;
-  return add(op, false);
+  // With device pointers, MPI must not write the buffer before the kernels enqueued before
+  // this receive (which may still read it) have run: an event orders it after them.
+  return add(op, cuda_aware_);
 }
 
 // In place: down, reduced on the host (or in device memory by a CUDA-aware MPI), up.
@@ -181,7 +188,7 @@ int StagedTransport::iallgather(const void* send, void* recv, std::size_t bytes)
   Op op{Kind::Allgather};
   op.dev_in = send;
   op.in_bytes = bytes;
-  op.host_in = cuda_aware_ ? const_cast<void*>(send) : mirrors_[static_cast<std::size_t>(mirror(send, bytes))].pinned;
+  op.host_in = mirrors_[static_cast<std::size_t>(mirror(send, bytes))].pinned;  // a collective
   op.dev_out = recv;
   op.out_bytes = bytes * static_cast<std::size_t>(size());
   set_out(op, recv, op.out_bytes);
@@ -211,7 +218,7 @@ int StagedTransport::test_some(int* done) {
       Op& op = ops_[k];
       if (!op.posted || op.done || op.inner != inner_done_[static_cast<std::size_t>(i)]) continue;
       // Results go up on the stream: kernels enqueued after this report see them.
-      if (!cuda_aware_ && op.dev_out && op.out_bytes > 0) {
+      if (op.out_mirror >= 0 && op.dev_out && op.out_bytes > 0) {
         if (cudaMemcpyAsync(op.dev_out, op.host_out, op.out_bytes, cudaMemcpyHostToDevice, s) != cudaSuccess) {
           cudaGetLastError();
           c_.fail(ErrorCode::Cuda, call_, "cudaMemcpyAsync (pinned to device) failed");

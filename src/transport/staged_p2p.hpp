@@ -5,8 +5,11 @@
 // passed; each receive lands in pinned memory and is copied pinned -> device on the stream,
 // so the decode kernel enqueued after it sees it. With a CUDA-aware MPI (cuda_aware = true)
 // the device pointers go to MPI directly; the events still order MPI after the kernels that
-// wrote the data. Pinned mirrors are made at the first use of a buffer (the algorithms'
-// buffers are fixed at construction, so later runs allocate nothing).
+// wrote the data, and receives after the kernels that may still read the buffer. Open MPI
+// takes device pointers only in point-to-point and blocking collectives, so the non-blocking
+// collectives here are staged through pinned mirrors even then. Mirrors are pinned scratch,
+// made when no free one is large enough (the algorithms' buffers are fixed at construction,
+// so later runs allocate nothing).
 #pragma once
 
 #include <memory>
@@ -57,8 +60,9 @@ class StagedTransport final : public coll::Transport {
     coll::Reduce red{};
     bool posted = false, done = false;
   };
-  // The pinned mirror of `dev` (its index in mirrors_), made at its first use.
-  int mirror(const void* dev, std::size_t bytes);
+  // A pinned mirror for `dev` (its index in mirrors_): dev's own, else one no operation of
+  // this stage uses (nor `taken`), else a new one.
+  int mirror(const void* dev, std::size_t bytes, const void* taken = nullptr);
   bool ready(const Op& op);  // its device data is down and its mirror free to write
   void set_out(Op& op, void* dev, std::size_t bytes);
   int add(Op op, bool needs_event);
@@ -79,9 +83,7 @@ class StagedTransport final : public coll::Transport {
     void* up = nullptr;  // cudaEvent_t recorded after the last copy up from it
     bool up_recorded = false;
   };
-  // One per device buffer seen (the algorithms' buffers are fixed: made in the first run);
-  // past 64 (a caller passing new buffers every run), an unused one is taken over after
-  // waiting for the stream, so their number stays bounded.
+  // As many as one stage uses at once; a free one is taken over for a new buffer.
   std::vector<Mirror> mirrors_;
 };
 

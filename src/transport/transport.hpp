@@ -48,8 +48,13 @@ class Transport {
   virtual int ibcast(void* buf, std::size_t bytes, int root) = 0;
 
   // Brackets a batch of posts that must be issued together (NCCL groups; no-op over MPI).
+  // Algorithms bracket through Batch (below), which closes the group on every path.
   virtual void group_start() {}
   virtual void group_end() {}
+  // Closes a group left open by an exception, without throwing: the batch is incomplete,
+  // so a transport whose peers match operations by order gives up its channel (NCCL: the
+  // group is ended, then the communicator aborted).
+  virtual void abandon_group() noexcept {}
 
   // Writes the indices of operations that completed since the last call to done[] (room for
   // every posted operation) and returns how many; returns -1 once every posted operation has
@@ -66,6 +71,26 @@ class Transport {
   // allgather(v) (P-1) times the own block, reduce/bcast the buffer once (root of a bcast:
   // once per peer).
   std::uint64_t sent_bytes = 0;
+};
+
+// group_start() now, group_end() at end(); abandon_group() if the scope is left before
+// end() (an exception while posting), so no NCCL group outlives the batch.
+class Batch {
+ public:
+  explicit Batch(Transport& t) : t_(t) { t_.group_start(); }
+  ~Batch() {
+    if (open_) t_.abandon_group();
+  }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+  void end() {
+    open_ = false;
+    t_.group_end();
+  }
+
+ private:
+  Transport& t_;
+  bool open_ = true;
 };
 
 }  // namespace gradwire::coll

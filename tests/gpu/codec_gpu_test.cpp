@@ -48,6 +48,9 @@ struct DeviceBytes {
 void put(void* d, const void* h, std::size_t n) {
   if (n > 0) {
     ASSERT_EQ(cudaMemcpy(d, h, n, cudaMemcpyHostToDevice), cudaSuccess);
+    // A pageable copy may return before its DMA lands, and the tests enqueue on non-blocking
+    // streams, which do not wait for the legacy default stream: wait for it here.
+    ASSERT_EQ(cudaStreamSynchronize(cudaStreamLegacy), cudaSuccess);
   }
 }
 template <class T>

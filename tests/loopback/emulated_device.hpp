@@ -17,6 +17,9 @@ namespace gwloop {
 
 class EmulatedDevice final : public gradwire::exec::Executor {
  public:
+  // Encodes asked of this executor (an algorithm that encodes with the host codec directly,
+  // as a host pipeline does, would bypass it: on a real device, on device pointers).
+  std::size_t encodes = 0;
   bool on_device() const noexcept override { return true; }
   const char* name() const noexcept override { return "emulated-device"; }
   void* allocate(std::size_t bytes) override { return host().allocate(bytes); }
@@ -25,6 +28,7 @@ class EmulatedDevice final : public gradwire::exec::Executor {
                      std::uint64_t goff, std::uint64_t seed, std::uint64_t step, std::byte* out,
                      std::size_t cap, float* residual) override {
     const std::size_t dense = c.spec().sparse() ? 0 : c.max_encoded_bytes(n);
+    ++encodes;
     if (failed_) return dense;
     try {
       host().encode(c, in, t, n, goff, seed, step, out, cap, residual);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -50,6 +51,7 @@ struct Outcome {
   std::vector<std::vector<float>> out;
   std::string error;
   std::vector<std::string> errors;
+  std::vector<std::size_t> device_encodes;  // emulated: each rank's executor's encode count
 };
 
 // Runs `steps` steps of the entry on P threads. Hier: nodes of two ranks (2k, 2k+1).
@@ -124,6 +126,7 @@ Outcome run(const Case& k, int P, std::size_t n, const std::vector<std::vector<f
   for (const std::string& s : errors)
     if (!s.empty() && o.error.empty()) o.error = s;
   o.errors = errors;
+  for (const Rank& R : ranks) o.device_encodes.push_back(R.x.encodes);
   return o;
 }
 
@@ -374,6 +377,28 @@ TEST(LoopbackDevice, NonFiniteOnOneRankFailsEveryRankAlike) {
       EXPECT_EQ(bad.errors[static_cast<std::size_t>(r)], bad.errors[0]);
       EXPECT_NE(bad.errors[0].find("non-finite"), std::string::npos) << bad.errors[0];
     }
+  }
+}
+
+// GRADWIRE_OVERLAP turns on host pipelines only: a device executor keeps SRA's plain order,
+// every chunk encoded through the executor (the pipelined scatter encodes with the host
+// codec, which on a real GPU would read device pointers on the host).
+TEST(LoopbackOverlap, DeviceExecutorsKeepThePlainOrder) {
+  const std::size_t n = 1003;
+  const int P = 3;
+  const auto x = inputs(P, n);
+  const Outcome plain = run({C::Allreduce, "sra", "q8"}, P, n, x, 2, true);
+  setenv("GRADWIRE_OVERLAP", "1", 1);
+  const Outcome dev = run({C::Allreduce, "sra", "q8"}, P, n, x, 2, true);
+  unsetenv("GRADWIRE_OVERLAP");
+  ASSERT_EQ(plain.error, "");
+  ASSERT_EQ(dev.error, "");
+  for (int r = 0; r < P; ++r) {
+    // Every chunk a rank owns or sends, each step (q8's buckets leave rank 0 no chunk here).
+    EXPECT_GE(plain.device_encodes[static_cast<std::size_t>(r)], 4u) << "rank " << r;
+    EXPECT_EQ(dev.device_encodes[static_cast<std::size_t>(r)], plain.device_encodes[static_cast<std::size_t>(r)])
+        << "rank " << r << ": encodes bypassed the device executor";
+    EXPECT_EQ(bit_differences(dev.out[static_cast<std::size_t>(r)], plain.out[static_cast<std::size_t>(r)]), 0u);
   }
 }
 

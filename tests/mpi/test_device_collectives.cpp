@@ -30,6 +30,8 @@ class Device : public testing::Test {
   T* upload(const std::vector<T>& host) {
     void* p = nullptr;
     EXPECT_EQ(cudaMalloc(&p, host.size() * sizeof(T) + 1), cudaSuccess);
+    // Pageable: it may return before the data lands. The collectives are ordered after the
+    // default stream's work (docs/collectives.md, "Streams and ordering"), so they see it.
     cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
     owned.push_back(p);
     return static_cast<T*>(p);

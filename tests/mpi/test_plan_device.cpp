@@ -124,6 +124,9 @@ class PlanDeviceGpu : public testing::Test {
     void* p = nullptr;
     EXPECT_EQ(cudaMalloc(&p, n * sizeof(float) + 1), cudaSuccess);
     EXPECT_EQ(cudaMemset(p, 0, n * sizeof(float)), cudaSuccess);  // finite: codecs reject NaN
+    // cudaMemset is asynchronous, on the legacy default stream, which the test's non-blocking
+    // stream does not wait for.
+    EXPECT_EQ(cudaStreamSynchronize(cudaStreamLegacy), cudaSuccess);
     owned.push_back(p);
     return static_cast<float*>(p);
   }
@@ -163,6 +166,10 @@ class PlanDeviceGpu : public testing::Test {
         x[i] = static_cast<float>(gwtest::value(DType::Float32, ReduceOp::Sum, 100 + step, r, i));
       host.run(x.data(), want.data());
       cuda_errors += cudaMemcpy(d_in, x.data(), in_n * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess;
+      // run_on_stream is ordered with `stream` only (non-blocking): the pageable upload, which
+      // may return before its DMA ends, must have landed first. run() (the default stream) is
+      // ordered after it by stream order.
+      cuda_errors += cudaStreamSynchronize(cudaStreamLegacy) != cudaSuccess;
       const bool in_place = coll == PlanCollective::Allreduce && step == 1;
       float* out = in_place ? d_in : d_out;
       if (step == 3) {

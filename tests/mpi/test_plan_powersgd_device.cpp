@@ -113,6 +113,9 @@ class PowerSgdDeviceGpu : public testing::Test {
   void put(float* d, const std::vector<float>& h) {
 #if GRADWIRE_HAVE_CUDA
     cuda_errors += cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess;
+    // Landed before run_on_stream's non-blocking stream reads it (a pageable copy may return
+    // before its DMA ends; such a stream does not wait for the legacy default stream).
+    cuda_errors += cudaStreamSynchronize(cudaStreamLegacy) != cudaSuccess;
 #else
     (void)d, (void)h;
 #endif

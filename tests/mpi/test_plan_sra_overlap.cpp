@@ -1,4 +1,4 @@
-// SRA's pipelined scatter (GRADWIRE_SRA_OVERLAP=1: each chunk sent as soon as it is encoded)
+// SRA's pipelined scatter (GRADWIRE_OVERLAP=1: each chunk sent as soon as it is encoded)
 // against the plain order (every chunk encoded, then all sent; the default): the same
 // messages, so the same wire bytes and, where the sum order cannot differ (two ranks), the
 // same bits.
@@ -25,9 +25,9 @@ TEST(PlanSraOverlap, SameMessagesAsThePlainOrder) {
     cfg.count = n;
     cfg.codec = "q4";
     cfg.algorithm = "sra";
-    setenv("GRADWIRE_SRA_OVERLAP", "1", 1);
+    setenv("GRADWIRE_OVERLAP", "1", 1);
     gradwire::Plan piped(comm, cfg);
-    unsetenv("GRADWIRE_SRA_OVERLAP");
+    unsetenv("GRADWIRE_OVERLAP");
     gradwire::Plan plain(comm, cfg);
     std::vector<float> x(n), a(n), b(n);
     for (int step = 0; step < 3; ++step) {  // error feedback carried: residuals must agree too
@@ -64,9 +64,9 @@ TEST(DISABLED_SraOverlapMeasure, PipelinedAgainstPlain) {
       cfg.count = n;
       cfg.codec = codec;
       cfg.algorithm = "sra";
-      setenv("GRADWIRE_SRA_OVERLAP", "1", 1);
+      setenv("GRADWIRE_OVERLAP", "1", 1);
       gradwire::Plan piped(comm, cfg);
-      unsetenv("GRADWIRE_SRA_OVERLAP");
+      unsetenv("GRADWIRE_OVERLAP");
       gradwire::Plan plain(comm, cfg);
       std::vector<float> x(n), out(n);
       for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<float>((i * 7 + comm.rank()) % 101) / 25.0f - 2;
