@@ -334,6 +334,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       row.busbw = row.algbw * s.bus_factor;
       row.wire = static_cast<std::size_t>(s.dense_wire);
       row.base_us = b.avg_us;
+      row.base_p50_us = spread(b.times_us).p50_us;
       row.codec = c.label;
       row.algorithm = h.baseline;
       row.set_spread(spread(g.times_us));

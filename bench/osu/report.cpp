@@ -99,7 +99,7 @@ void Report::row(const Row& r) {
                  "\"encode_us\":%s,\"transfer_us\":%s,\"decode_us\":%s,\"blocking\":%d,"
                  "\"p50_us\":%s,\"p95_us\":%s,\"p99_us\":%s,\"stdev_us\":%s,\"cv_pct\":%s,"
                  "\"predicted_us\":%s,\"transport\":\"%s\",\"executor\":\"%s\",\"pcie_bytes\":%s,"
-                 "\"decision\":\"%s\",\"switches\":%d,\"predicted_dense_us\":%s,"
+                 "\"base_p50_us\":%s,\"decision\":\"%s\",\"switches\":%d,\"predicted_dense_us\":%s,"
                  "\"predicted_compressed_us\":%s,\"measured_dense_us\":%s,"
                  "\"measured_compressed_us\":%s}\n",
                  header_.benchmark.c_str(), esc(r.codec).c_str(), esc(r.algorithm).c_str(),
@@ -113,7 +113,7 @@ void Report::row(const Row& r) {
                  num(r.p50_us).c_str(), num(r.p95_us).c_str(), num(r.p99_us).c_str(),
                  num(r.stdev_us).c_str(), num(r.cv_pct).c_str(), num(r.predicted_us).c_str(),
                  esc(r.transport).c_str(), esc(r.executor).c_str(), num(r.pcie_bytes).c_str(),
-                 esc(r.decision).c_str(), r.switches, num(r.predicted_dense_us).c_str(),
+                 num(r.base_p50_us).c_str(), esc(r.decision).c_str(), r.switches, num(r.predicted_dense_us).c_str(),
                  num(r.predicted_compressed_us).c_str(), num(r.measured_dense_us).c_str(),
                  num(r.measured_compressed_us).c_str());
     std::fflush(json_);

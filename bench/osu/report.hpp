@@ -34,6 +34,7 @@ struct Row {
   double algbw = 0, busbw = 0;  // GB/s
   std::size_t wire = 0;         // bytes each rank sends (mean over ranks)
   double base_us = 0;           // the engine collective at the same size, same run
+  double base_p50_us = NAN;     // and the median of its calls (JSON)
   std::string validation;       // "Pass", "Fail", "3.1e-03", or "" without -c
   double max_rel_err = NAN;     // lossy paths with -c
   std::string codec = "none";   // the --codec entry
