@@ -59,7 +59,10 @@ void AutoSwitch::local(double out[2]) const {
     std::sort(v, v + n);
     out[0] = v[n / 2];
   }
-  out[1] = check_local_s_;
+  // Negated: the agreement's maximum is then the cheapest rank's cost. A rank that arrives
+  // early waits for the others inside the allreduce; the last to arrive waits for nobody, so
+  // its time is what the agreement itself costs.
+  out[1] = -check_local_s_;
 }
 
 void AutoSwitch::switch_to(AutoPick a, std::uint64_t step, const std::string& why) {
@@ -71,7 +74,7 @@ void AutoSwitch::switch_to(AutoPick a, std::uint64_t step, const std::string& wh
 }
 
 bool AutoSwitch::decide(const double agreed[2], std::uint64_t step) {
-  const double m = agreed[0], check = agreed[1];
+  const double m = agreed[0], check = -agreed[1];
   const AutoPick o = other(cur_);
   const std::string& cn = names_[idx(cur_)];
   const std::string& on = names_[idx(o)];

@@ -41,7 +41,9 @@ class AutoSwitch {
   // preceded by an agreement.
   bool check_due(std::uint64_t step) const { return step >= next_check_; }
   // This rank's figures for the agreement: {median of current()'s recent runs (0: none),
-  // this rank's time of the previous agreement}. Agreed by taking each one's maximum.
+  // minus this rank's time of the previous agreement}. Agreed by taking each one's maximum:
+  // the slowest rank's runs, the cheapest rank's agreement (its real cost: the others'
+  // times include waiting for the last rank to arrive).
   void local(double out[2]) const;
   // The agreed figures decide; `step` as for check_due. Returns true when current() changed.
   bool decide(const double agreed[2], std::uint64_t step);

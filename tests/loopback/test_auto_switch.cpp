@@ -164,6 +164,32 @@ TEST(AutoSwitch, ChecksCostAboutOnePercent) {
   EXPECT_GE(checks, 45);
 }
 
+TEST(AutoSwitch, AgreementCostIsTheLastArrivalsNotTheWaitingRanks) {
+  // Two ranks: one waited 200 ms inside the agreement for the other (load), which took 20 us.
+  // Agreed by MAX of local(): the spacing follows the 20 us (every 2 runs of 100 ms), not the
+  // 200 ms (which would space agreements 64 runs apart and make auto slow to follow).
+  AutoSwitch a(AutoPick::Dense, 0.1, 0.2, "sra"), b(AutoPick::Dense, 0.1, 0.2, "sra");
+  std::uint64_t step = 0;
+  int checks = 0;
+  for (int i = 0; i < 40; ++i, ++step) {
+    ASSERT_EQ(a.check_due(step), b.check_due(step));
+    if (a.check_due(step)) {
+      ++checks;
+      double va[2], vb[2];
+      a.local(va);
+      b.local(vb);
+      const double agreed[2] = {std::max(va[0], vb[0]), std::max(va[1], vb[1])};
+      a.decide(agreed, step);
+      b.decide(agreed, step);
+      a.set_check_cost(0.2);
+      b.set_check_cost(20e-6);
+    }
+    a.record(0.1);
+    b.record(0.1);
+  }
+  EXPECT_GE(checks, 15);
+}
+
 TEST(AutoSwitch, NoTimedRunsNoDecision) {
   // Ranks that only start() requests record nothing: the agreed figure is 0, nothing changes.
   AutoSwitch sw(AutoPick::Compressed, 1e-3, 1e-9, "sparse-allgather");
