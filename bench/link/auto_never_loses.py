@@ -30,9 +30,13 @@ def host(out):
     runs = {}  # (np, codec) -> size -> [record per run]
     for path in sorted(glob.glob(os.path.join(out, "host-np*-run*-*.json"))):
         m = re.search(r"host-np(\d+)-run(\d+)-", path)
-        for r in rows(path):
+        recs = rows(path)
+        none = {r["size"]: r for r in recs if r["codec"] == "none"}
+        for r in recs:
             if r["codec"] == "none":
                 continue
+            if r["size"] in none and none[r["size"]].get("p50_us") and r.get("p50_us"):
+                r["vs_none_p50"] = none[r["size"]]["p50_us"] / r["p50_us"]
             runs.setdefault((int(m.group(1)), r["codec"]), {}).setdefault(r["size"], {})[int(m.group(2))] = r
     misses = []
     for (np_, codec), by_size in sorted(runs.items()):
@@ -57,6 +61,23 @@ def host(out):
                 ran = r["algorithm"] + (f" ({r['switches']} sw)" if r.get("switches") else "")
                 cells += [cell, ran]
             print(f"| {size_label(size)} | " + " | ".join(cells) + " |")
+    print("\n### host summary: sizes at >= 0.97x of MPI_Allreduce by the median / by the paired ratio,"
+          " of all sizes; what auto ran at the end of each row\n")
+    print("| ranks | codec | run | >= 0.97x (median) | >= 0.97x (paired) | worst median | median of the sizes' medians | vs gradwire dense call (median of sizes) | ran compressed at | switches |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    for (np_, codec), by_size in sorted(runs.items()):
+        for i in sorted({k for v in by_size.values() for k in v}):
+            cells = [by_size[z][i] for z in sorted(by_size) if i in by_size[z]]
+            med = [c["base_p50_us"] / c["p50_us"] for c in cells if c.get("p50_us") and c.get("base_p50_us")]
+            pair = [c["paired_vs_base"] for c in cells if c.get("paired_vs_base")]
+            comp = [size_label(c["size"]) for c in cells if c["algorithm"] not in ("dense", "MPI_Allreduce")]
+            sw = sum(c.get("switches", 0) for c in cells)
+            vn = sorted(c["vs_none_p50"] for c in cells if c.get("vs_none_p50"))
+            ms = sorted(med)
+            print(f"| {np_} | {codec} | {i} | {sum(x >= 0.97 for x in med)}/{len(med)} | "
+                  f"{sum(x >= 0.97 for x in pair)}/{len(pair)} | {min(med):.2f}x | {ms[len(ms) // 2]:.2f}x | "
+                  f"{vn[len(vn) // 2] if vn else float('nan'):.2f}x | "
+                  f"{', '.join(comp) or '-'} | {sw} |")
     print(f"\nHost: {len(misses)} (ranks, codec, size, run) cells below 0.97x by the median:")
     for np_, codec, size, i, ratio, paired, algo in misses:
         print(f"- {np_} ranks {codec} {size_label(size)} run {i}: {ratio:.2f}x by median, paired "

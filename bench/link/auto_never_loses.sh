@@ -52,7 +52,7 @@ for link in $links; do
   else
     set -- $large
     name=$link-np4
-    args=(-m 1M:64M -i "$3" -x "$4" -T float -f --codec none --codec "$first@sra"
+    args=(-m 1M:64M -i "$2" -x "$3" -T float -f --codec none --codec "$first@sra"
           --codec "$first@shared-grid" --codec "$first" --timeout 900 --json "$out/$name.json")
     { stamp before; echo "# bench/link/emulated_link.sh --rate $link --np 4 -- $bin ${args[*]}"
       "$root/bench/link/emulated_link.sh" --rate "$link" --np 4 -- "$bin" "${args[@]}"
