@@ -22,6 +22,7 @@
 #include "check.hpp"
 #include "collectives/algorithms.hpp"
 #include "collectives/algorithms/powersgd_device.hpp"  // declarations only; defined in CUDA builds
+#include "collectives/auto_switch.hpp"
 #include "collectives/cost_probe.hpp"
 #include "collectives/dgc.hpp"
 #include "collectives/device_path.hpp"
@@ -119,6 +120,20 @@ struct Plan::Impl {
   bool native = false;
   std::unique_ptr<coll::Dgc> dgc;  // DGC options' state (velocity); algo may point to it
   std::unique_ptr<coll::Algorithm> algo;
+  // "auto" plans that re-decide from their runs (collectives/auto_switch.hpp): the candidate
+  // not running now and the state machine. The compressed candidate keeps the error-feedback
+  // residual while dense runs (ef()), so a switch back resumes it: nothing is lost.
+  std::unique_ptr<coll::Algorithm> alt;
+  std::unique_ptr<coll::AutoSwitch> sw;
+  std::string call_names[2];  // the call's name with dense, with the compressed candidate
+  std::string candidate;      // the compressed candidate ("sra", "sparse-allgather")
+  coll::Algorithm& ef() const {
+    return sw && sw->current() == coll::AutoPick::Dense ? *alt : *algo;
+  }
+  void agree_on_switch();
+  void record_run() {
+    if (sw) sw->record(coll::recorded_run_time(sw->current(), stats.total_s));
+  }
   PlanStats stats;
   std::uint64_t step = 0;
   bool in_flight = false;
@@ -152,6 +167,7 @@ struct Plan::Impl {
       if (devpath) devpath->abort();
       flight->plan = nullptr;
       (void)algo.release();
+      (void)alt.release();
       (void)t.release();
       (void)devpath.release();
       (void)tlocal.release();
@@ -161,6 +177,7 @@ struct Plan::Impl {
     flight->plan = nullptr;
     staging.release();
     algo.reset();
+    alt.reset();
     t.reset();
     tlocal.reset();
     tleaders.reset();
@@ -377,6 +394,7 @@ void Plan::Impl::choose() {
   if (const coll::Refusal r = entry->supports(sel); !r.ok()) fail(r.code, r.why);
   if (a == "auto" && cfg.collective == PlanCollective::Allreduce && cfg.dtype == DType::Float32 &&
       (name == "sra" || name == "sparse-allgather")) {
+    candidate = name;
     decide_by_cost(name);
     entry = coll::find_algorithm(cfg.collective, name);
   }
@@ -387,6 +405,11 @@ void Plan::Impl::choose() {
   // DGC keeps its velocity on the host: such plans stage the whole buffer.
   native = device && entry->device_native && entry->device_native(sel) && !dgc_options.any() &&
            !whole_staging_forced();
+  // Host plans whose choice came from a trial keep deciding from their own runs; device plans
+  // keep the creation choice (their staging is fixed by then), DGC plans too (their velocity
+  // is the compressed algorithm's input).
+  const bool adaptive = !candidate.empty() && stats.cost_source.rfind("trial:", 0) == 0 &&
+                        !device && !dgc_options.any();
   stats.transport = device ? "mpi+staged-pinned" : "mpi";  // native: the agreed one, below
   stats.executor = native ? "cuda" : "host";
 #if GRADWIRE_HAVE_CUDA && defined(MPIX_CUDA_AWARE_SUPPORT)
@@ -396,9 +419,16 @@ void Plan::Impl::choose() {
   if (device) stats.cuda_aware_mpi = 0;
 #endif
 #endif
-  call_name = "plan " + std::string(coll::collective_name(cfg.collective)) + " " + name + " " +
-              spec.to_string() + (!device ? "" : native ? " (device)" : " (device, staged)");
+  auto name_of_call = [&](const std::string& algorithm) {
+    return "plan " + std::string(coll::collective_name(cfg.collective)) + " " + algorithm + " " +
+           spec.to_string() + (!device ? "" : native ? " (device)" : " (device, staged)");
+  };
+  call_name = name_of_call(name);
   call.collective = call_name.c_str();
+  if (adaptive) {
+    call_names[0] = name_of_call("dense");
+    call_names[1] = name_of_call(candidate);
+  }
 
   coll::AlgoParams p;
   p.count = cfg.count;
@@ -408,7 +438,7 @@ void Plan::Impl::choose() {
   p.error_feedback = cfg.error_feedback && (!none || name == "powersgd");
   p.seed = cfg.seed;
   p.timeout_s = c->timeout_s;
-  if (balance && name == "sra") balance_shards(p);
+  if (balance && (name == "sra" || (adaptive && candidate == "sra"))) balance_shards(p);
   const coll::DgcOptions dopt{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
                               cfg.warmup_steps, cfg.warmup_density};
   if (dopt.any()) {
@@ -469,6 +499,13 @@ void Plan::Impl::choose() {
       build.global_size = c->size;
     }
     algo = entry->make(build);
+    if (adaptive) {
+      alt = coll::find_algorithm(cfg.collective, name == "dense" ? candidate : "dense")->make(build);
+      sw = std::make_unique<coll::AutoSwitch>(
+          name == "dense" ? coll::AutoPick::Dense : coll::AutoPick::Compressed,
+          stats.predicted_dense_s, stats.predicted_compressed_s, candidate);
+      stats.decision = sw->reason() + " (" + stats.cost_source + ")";
+    }
   } catch (const Error& e) {
     // Deterministic in the agreed configuration: every rank throws the same.
     fail(e.code(), e.what());
@@ -483,7 +520,10 @@ void Plan::Impl::decide_by_cost(std::string& name) {
   detail::Armed guard(c->watch, c->timeout_s, call);
   if (cfg.count * sizeof(float) < coll::kAutoMinBytes) {  // nothing worth compressing
     name = "dense";
-    if (cfg.count > 0) stats.cost_source = "floor";
+    if (cfg.count > 0) {
+      stats.cost_source = "floor";
+      stats.decision = "floor: below 4 KiB per rank, dense without a trial";
+    }
     return;
   }
   auto check = [&](int rc, const char* what) { c->check_mpi(rc, call, what); };
@@ -530,6 +570,33 @@ void Plan::Impl::decide_by_cost(std::string& name) {
   stats.predicted_dense_s = d.dense_s;
   stats.predicted_compressed_s = d.compressed_s;
   stats.cost_source = m.source;
+  stats.decision = "trial: " + name + " (" + m.source + ")";
+}
+
+// Before a run at an agreed step: every rank's recent run times, agreed (their maximum), decide
+// whether to switch; the decision is a function of agreed figures only, so every rank makes
+// the same one.
+void Plan::Impl::agree_on_switch() {
+  double v[2];
+  sw->local(v);
+  const double t_start = now_s();
+  const MPI_Comm cc = comm;
+  const std::vector<double> agreed = detail::bounded_of(
+      *c, call, "MPI_Iallreduce", std::vector<double>{v[0], v[1]},
+      [cc](void* b, MPI_Request* r) {
+        return MPI_Iallreduce(MPI_IN_PLACE, b, 2, MPI_DOUBLE, MPI_MAX, cc, r);
+      });
+  sw->set_check_cost(now_s() - t_start);
+  if (sw->decide(agreed.data(), step)) {
+    std::swap(algo, alt);
+    const bool compressed = sw->current() == coll::AutoPick::Compressed;
+    stats.algorithm = compressed ? candidate : "dense";
+    call.collective = call_names[compressed ? 1 : 0].c_str();
+  }
+  stats.decision = sw->reason();
+  stats.switches = sw->switches();
+  stats.measured_dense_s = sw->measured_s(coll::AutoPick::Dense);
+  stats.measured_compressed_s = sw->measured_s(coll::AutoPick::Compressed);
 }
 
 // Uneven ranks: every rank's codec speed, measured here and gathered (identical everywhere),
@@ -705,7 +772,7 @@ void Plan::Impl::drop_non_finite_residual() noexcept {
   // One NaN or Inf gradient must not poison every later step through error feedback: a
   // non-finite residual element is reset to 0 (the step that produced it already carried the
   // non-finite value in its own result).
-  for (auto& sl : algo->slots) {
+  for (auto& sl : ef().slots) {
     // Device memory: the algorithm resets it at the start of the next run, on that run's
     // stream (a kernel here could race with a next run on another stream); reads of the
     // residual (add_residual) skip non-finite values meanwhile.
@@ -727,10 +794,15 @@ void Plan::run(const void* send, void* recv) {
   if (p.cfg.memory == Memory::Device) return p.run_device(send, recv, nullptr, true);
   p.check_run(send, recv);
   p.check_agreement();
-  if (p.stats.algorithm == "dense" && p.engine_blocking() && p.cfg.count > 0)
-    return p.run_engine_blocking(send, recv);
-  p.begin(send, recv);
-  p.wait_blocking(p.c->policy);
+  if (p.sw && p.sw->check_due(p.step)) p.agree_on_switch();
+  if (p.stats.algorithm == "dense" && p.engine_blocking() && p.cfg.count > 0) {
+    p.run_engine_blocking(send, recv);
+  } else {
+    p.begin(send, recv);
+    p.wait_blocking(p.c->policy);
+  }
+  // Blocking runs only: a request's time includes whatever the caller did before waiting.
+  p.record_run();
 }
 
 Request Plan::start(const void* send, void* recv) {
@@ -747,6 +819,7 @@ Request Plan::start(const void* send, void* recv) {
     p.devpath->set_stream(nullptr);  // the default stream
   }
   p.check_agreement();
+  if (p.sw && p.sw->check_due(p.step)) p.agree_on_switch();
   p.begin(send, recv);
   auto st = std::make_unique<Request::State>();
   // Non-owning: a plan lives no longer than its communicator (documented in plan.hpp).
@@ -865,7 +938,7 @@ std::uint64_t Plan::step() const { return impl_->step; }
 void Plan::reset_residual() {
   Impl& p = *impl_;
   if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "reset_residual while a run is in flight");
-  for (auto& s : p.algo->slots) {
+  for (auto& s : p.ef().slots) {
     if (s.x) {
       s.x->zero(s.data, s.length * sizeof(float));
       s.x->finish(p.c->timeout_s);
@@ -873,7 +946,7 @@ void Plan::reset_residual() {
       std::fill(s.data, s.data + s.length, 0.0f);
     }
   }
-  p.algo->slots_to_residual();
+  p.ef().slots_to_residual();
   if (p.dgc) p.dgc->reset();
 }
 
@@ -907,7 +980,7 @@ void Plan::load_residual(const std::string& path) {
   std::vector<double> sum(n, 0.0);
   std::vector<char> error(256, '\0');
   int has = 0;
-  for (const auto& s : p.algo->slots) has = has || s.primary;
+  for (const auto& s : p.ef().slots) has = has || s.primary;
   if (p.c->rank == 0) {
     const std::string e = coll::read_residual_file(path, p.cfg.collective, n, sum);
     std::snprintf(error.data(), error.size(), "%s", e.c_str());
@@ -947,7 +1020,7 @@ void Plan::carry_residual(const Plan& from) {
     q.add_residual(sum);
   }
   int has = 0;
-  for (const auto& s : p.algo->slots) has = has || s.primary;
+  for (const auto& s : p.ef().slots) has = has || s.primary;
   const MPI_Comm cc = p.c->comm;
   sum = detail::bounded_of(*p.c, p.call, "MPI_Iallreduce", sum, [cc, n](void* b, MPI_Request* r) {
     return MPI_Iallreduce(MPI_IN_PLACE, b, static_cast<int>(n + 1), MPI_DOUBLE, MPI_SUM, cc, r);
@@ -969,9 +1042,9 @@ void Plan::carry_residual(const Plan& from) {
 }
 
 void Plan::Impl::add_residual(std::vector<double>& sum) const {
-  algo->residual_to_slots();
+  ef().residual_to_slots();
   std::vector<float> host;
-  for (const auto& s : algo->slots) {
+  for (const auto& s : ef().slots) {
     const float* d = s.data;
     if (s.x) {  // device memory: read through the executor (not a hot path)
       host.resize(s.length);
@@ -991,14 +1064,14 @@ void Plan::Impl::set_residual(const std::vector<double>& sum, int holders) {
   const double share =
       p.cfg.collective != PlanCollective::Allgather && holders > 0 ? 1.0 / holders : 1.0;
   std::vector<float> host;
-  for (auto& s : p.algo->slots) {
+  for (auto& s : p.ef().slots) {
     host.resize(s.length);
     float* d = s.x ? host.data() : s.data;
     for (std::size_t i = 0; i < s.length; ++i)
       d[i] = s.primary ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;
     if (s.x) s.x->from_host(s.data, host.data(), s.length * sizeof(float));
   }
-  p.algo->slots_to_residual();
+  p.ef().slots_to_residual();
 }
 
 void allreduce_compressed(Communicator& comm, const void* send, void* recv, std::size_t count,

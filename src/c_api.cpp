@@ -398,6 +398,10 @@ gw_status_t gw_plan_stats(gw_plan_t plan, gw_plan_stats_t* stats) {
     o.transfer_s = s.transfer_s;
     o.decode_s = s.decode_s;
     o.total_s = s.total_s;
+    o.decision = s.decision.c_str();
+    o.switches = s.switches;
+    o.measured_dense_s = s.measured_dense_s;
+    o.measured_compressed_s = s.measured_compressed_s;
   });
 }
 

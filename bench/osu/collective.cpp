@@ -342,77 +342,18 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       row.busbw = row.algbw * s.bus_factor;
       row.wire = static_cast<std::size_t>(s.dense_wire);
       row.base_us = b.avg_us;
+      row.base_p50_us = spread(b.times_us).p50_us;
       row.codec = c.label;
       row.algorithm = h.baseline;
       row.set_spread(spread(g.times_us));
       return row;
     };
 
-    // The baseline and the dense choices in turn, in up to 10 rounds whose order alternates,
-    // so drift in the machine's state (frequency, other load) falls on both alike.
-    const int rounds = std::max(1, std::min(iters, 10));
-    progress.at(size_index, nsizes, bytes, 0, static_cast<int>(choices.size()), "baseline and dense");
-    Timing b{};
-    std::vector<Timing> dense(choices.size());
-    // Per round: the baseline's mean and each dense choice's, for a paired ratio that a burst
-    // of outside load in one round cannot move much (the median over rounds).
-    std::vector<double> base_round;
-    std::vector<std::vector<double>> dense_round(choices.size());
-    for (int r = 0; r < rounds; ++r) {
-      const int n = iters / rounds + (r < iters % rounds ? 1 : 0);
-      const int w = r == 0 ? warm : 0;
-      auto time_base = [&] {
-        wd.arm(what_base);
-        const Timing x = time_calls(engine.comm(), args.blocking, w, n, [&] { base_call(s); });
-        base_round.push_back(x.avg_us);
-        b = merge(b, x);
-      };
-      auto time_dense = [&] {
-        wd.arm(what_gw);
-        for (std::size_t k = 0; k < choices.size(); ++k) {
-          if (choices[k].dense()) {
-            const Timing x = time_calls(engine.comm(), args.blocking, w, n, [&] { gw_dense(s); });
-            dense_round[k].push_back(x.avg_us);
-            dense[k] = merge(dense[k], x);
-          }
-        }
-      };
-      if (r % 2 == 0) {
-        time_base();
-        time_dense();
-      } else {
-        time_dense();
-        time_base();
-      }
-    }
-    wd.disarm();
-    progress.done(static_cast<double>(bytes));
-
+    // Plans are made before the timing: "auto" runs its trial at creation.
+    std::vector<std::unique_ptr<gradwire::Plan>> plans(choices.size());
     for (std::size_t k = 0; k < choices.size(); ++k) {
       const CodecChoice& c = choices[k];
-      if (k > 0) progress.done(static_cast<double>(bytes));  // the previous choice's
-      if (!c.dense())
-        progress.at(size_index, nsizes, bytes, static_cast<int>(k) + 1,
-                    static_cast<int>(choices.size()), c.label);
-      if (c.dense()) {
-        Row row = make_row(dense[k], b, c);
-        std::vector<double> ratio;
-        for (std::size_t r = 0; r < base_round.size() && r < dense_round[k].size(); ++r)
-          if (dense_round[k][r] > 0) ratio.push_back(base_round[r] / dense_round[k][r]);
-        if (!ratio.empty()) {
-          std::sort(ratio.begin(), ratio.end());
-          const std::size_t m = ratio.size() / 2;
-          row.paired_vs_base = ratio.size() % 2 ? ratio[m] : (ratio[m - 1] + ratio[m]) / 2;
-        }
-        if (args.validate) {
-          wd.arm(what_gw);
-          gw_dense(s);
-          wd.disarm();
-          validate(s, true, row, dense_tolerance(args.op, t, P));
-        }
-        report.row(row);
-        continue;
-      }
+      if (c.dense()) continue;
       gradwire::PlanConfig cfg;
       cfg.collective = coll == Coll::Allgather       ? gradwire::PlanCollective::Allgather
                        : coll == Coll::ReduceScatter ? gradwire::PlanCollective::ReduceScatter
@@ -430,39 +371,120 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       const char* was = std::getenv("GRADWIRE_OVERLAP");
       const std::string saved = was ? was : "";
       if (c.overlap) setenv("GRADWIRE_OVERLAP", "1", 1);
-      gradwire::Plan plan(comm, cfg);
-      plan.set_label(c.label + ", " + std::to_string(bytes) + " B");  // the row, on a timeline
+      plans[k] = std::make_unique<gradwire::Plan>(comm, cfg);
+      plans[k]->set_label(c.label + ", " + std::to_string(bytes) + " B");  // the row, on a timeline
       if (c.overlap && was) {
         setenv("GRADWIRE_OVERLAP", saved.c_str(), 1);
       } else if (c.overlap) {
         unsetenv("GRADWIRE_OVERLAP");
       }
-      for (int i = 0; i < warm; ++i) plan.run(send.data(), gout.data());
-      double enc = 0, xfer = 0, dec = 0, wire = 0, pcie = 0;
-      const Timing g = time_calls(engine.comm(), args.blocking, 0, iters, [&] {
-        plan.run(send.data(), gout.data());
-        const gradwire::PlanStats& st = plan.stats();
-        enc += st.encode_s;
-        xfer += st.transfer_s;
-        dec += st.decode_s;
-        wire = static_cast<double>(st.wire_bytes);
-        pcie = static_cast<double>(st.pcie_bytes);
-      });
+    }
+
+    // The baseline and every choice in turn, in up to 10 rounds whose order alternates, so
+    // drift in the machine's state (frequency, other load) falls on all alike.
+    const int rounds = std::max(1, std::min(iters, 10));
+    progress.at(size_index, nsizes, bytes, 0, static_cast<int>(choices.size()),
+                "baseline and every codec");
+    Timing b{};
+    std::vector<Timing> timed(choices.size());
+    // Per round: the baseline's mean and each choice's, for a paired ratio that a burst of
+    // outside load in one round cannot move much (the median over rounds).
+    std::vector<double> base_round;
+    std::vector<std::vector<double>> choice_round(choices.size());
+    // Plans: the sums of their runs' split (per rank), and the last run's wire bytes.
+    std::vector<double> enc(choices.size()), xfer(choices.size()), dec(choices.size()),
+        wire(choices.size()), pcie(choices.size());
+    for (int r = 0; r < rounds; ++r) {
+      const int n = iters / rounds + (r < iters % rounds ? 1 : 0);
+      const int w = r == 0 ? warm : 0;
+      auto time_base = [&] {
+        wd.arm(what_base);
+        const Timing x = time_calls(engine.comm(), args.blocking, w, n, [&] { base_call(s); });
+        base_round.push_back(x.avg_us);
+        b = merge(b, x);
+      };
+      auto time_choices = [&] {
+        for (std::size_t k = 0; k < choices.size(); ++k) {
+          Timing x;
+          if (choices[k].dense()) {
+            wd.arm(what_gw);
+            x = time_calls(engine.comm(), args.blocking, w, n, [&] { gw_dense(s); });
+          } else {
+            wd.arm(what_gw + " (plan " + choices[k].label + ")");
+            gradwire::Plan& plan = *plans[k];
+            for (int i = 0; i < w; ++i) plan.run(send.data(), gout.data());
+            x = time_calls(engine.comm(), args.blocking, 0, n, [&] {
+              plan.run(send.data(), gout.data());
+              const gradwire::PlanStats& st = plan.stats();
+              enc[k] += st.encode_s;
+              xfer[k] += st.transfer_s;
+              dec[k] += st.decode_s;
+              wire[k] = static_cast<double>(st.wire_bytes);
+              pcie[k] = static_cast<double>(st.pcie_bytes);
+            });
+          }
+          if (x.iterations > 0) choice_round[k].push_back(x.avg_us);
+          timed[k] = merge(timed[k], x);
+        }
+      };
+      if (r % 2 == 0) {
+        time_base();
+        time_choices();
+      } else {
+        time_choices();
+        time_base();
+      }
+    }
+    wd.disarm();
+    progress.done(static_cast<double>(bytes) * static_cast<double>(choices.size() + 1));
+
+    for (std::size_t k = 0; k < choices.size(); ++k) {
+      const CodecChoice& c = choices[k];
+      Row row = make_row(timed[k], b, c);
+      std::vector<double> ratio;
+      for (std::size_t r = 0; r < base_round.size() && r < choice_round[k].size(); ++r)
+        if (choice_round[k][r] > 0) ratio.push_back(base_round[r] / choice_round[k][r]);
+      if (!ratio.empty()) {
+        std::sort(ratio.begin(), ratio.end());
+        const std::size_t m = ratio.size() / 2;
+        row.paired_vs_base = ratio.size() % 2 ? ratio[m] : (ratio[m - 1] + ratio[m]) / 2;
+      }
+      if (c.dense()) {
+        if (args.validate) {
+          wd.arm(what_gw);
+          gw_dense(s);
+          wd.disarm();
+          validate(s, true, row, dense_tolerance(args.op, t, P));
+        }
+        report.row(row);
+        continue;
+      }
+      gradwire::Plan& plan = *plans[k];
+      wd.arm(what_gw + " (plan " + c.label + ")");
       if (iters == 0) {
         plan.run(send.data(), gout.data());
-        wire = static_cast<double>(plan.stats().wire_bytes);
+        wire[k] = static_cast<double>(plan.stats().wire_bytes);
       }
       const double n = iters > 0 ? iters : 1;
-      Row row = make_row(g, b, c);
-      row.wire = static_cast<std::size_t>(std::llround(mean_over_ranks(wire, comm.mpi_comm())));
-      row.encode_us = mean_over_ranks(enc / n * 1e6, comm.mpi_comm());
-      row.transfer_us = mean_over_ranks(xfer / n * 1e6, comm.mpi_comm());
-      row.decode_us = mean_over_ranks(dec / n * 1e6, comm.mpi_comm());
-      row.algorithm = plan.stats().algorithm;
-      row.transport = plan.stats().transport;
-      row.executor = plan.stats().executor;
-      row.pcie_bytes = mean_over_ranks(pcie, comm.mpi_comm());
-      if (plan.stats().predicted_s > 0) row.predicted_us = plan.stats().predicted_s * 1e6;
+      row.wire = static_cast<std::size_t>(std::llround(mean_over_ranks(wire[k], comm.mpi_comm())));
+      row.encode_us = mean_over_ranks(enc[k] / n * 1e6, comm.mpi_comm());
+      row.transfer_us = mean_over_ranks(xfer[k] / n * 1e6, comm.mpi_comm());
+      row.decode_us = mean_over_ranks(dec[k] / n * 1e6, comm.mpi_comm());
+      const gradwire::PlanStats& st = plan.stats();
+      row.algorithm = st.algorithm;
+      row.transport = st.transport;
+      row.executor = st.executor;
+      row.pcie_bytes = mean_over_ranks(pcie[k], comm.mpi_comm());
+      if (st.predicted_s > 0) row.predicted_us = st.predicted_s * 1e6;
+      // "auto": why the last run's algorithm ran, the switches, both candidates' figures.
+      row.decision = st.decision;
+      row.switches = st.switches;
+      if (st.predicted_dense_s > 0) row.predicted_dense_us = st.predicted_dense_s * 1e6;
+      if (st.predicted_compressed_s > 0)
+        row.predicted_compressed_us = st.predicted_compressed_s * 1e6;
+      if (st.measured_dense_s > 0) row.measured_dense_us = st.measured_dense_s * 1e6;
+      if (st.measured_compressed_s > 0)
+        row.measured_compressed_us = st.measured_compressed_s * 1e6;
       if (args.validate) {
         // One step from a clean residual: the error of a single compressed call.
         plan.reset_residual();
@@ -473,7 +495,6 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       wd.disarm();
       report.row(row);
     }
-    progress.done(static_cast<double>(bytes));
   }
   report.end();
   return failed;

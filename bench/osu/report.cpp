@@ -82,7 +82,12 @@ void Report::row(const Row& r) {
               vs);
   std::printf("%12.2f%12.2f%12.2f%8.1f", r.p50_us, r.p95_us, r.p99_us, r.cv_pct);
   if (args_.validate) std::printf("%12s", r.validation.c_str());
-  std::printf("  %s\n", r.codec.c_str());
+  if (r.decision.empty()) {
+    std::printf("  %s\n", r.codec.c_str());
+  } else {
+    std::printf("  %s (auto: %s, %d switch%s)\n", r.codec.c_str(), r.algorithm.c_str(),
+                r.switches, r.switches == 1 ? "" : "es");
+  }
   std::fflush(stdout);
   if (json_) {
     std::fprintf(json_,
@@ -93,7 +98,10 @@ void Report::row(const Row& r) {
                  "\"vs_base\":%s,\"paired_vs_base\":%s,\"validation\":\"%s\",\"max_rel_err\":%s,"
                  "\"encode_us\":%s,\"transfer_us\":%s,\"decode_us\":%s,\"blocking\":%d,"
                  "\"p50_us\":%s,\"p95_us\":%s,\"p99_us\":%s,\"stdev_us\":%s,\"cv_pct\":%s,"
-                 "\"predicted_us\":%s,\"transport\":\"%s\",\"executor\":\"%s\",\"pcie_bytes\":%s}\n",
+                 "\"predicted_us\":%s,\"transport\":\"%s\",\"executor\":\"%s\",\"pcie_bytes\":%s,"
+                 "\"base_p50_us\":%s,\"decision\":\"%s\",\"switches\":%d,\"predicted_dense_us\":%s,"
+                 "\"predicted_compressed_us\":%s,\"measured_dense_us\":%s,"
+                 "\"measured_compressed_us\":%s}\n",
                  header_.benchmark.c_str(), esc(r.codec).c_str(), esc(r.algorithm).c_str(),
                  header_.backend.c_str(), header_.memory.c_str(),
                  std::string(gradwire::dtype_name(args_.dtype)).c_str(), header_.ranks,
@@ -104,7 +112,10 @@ void Report::row(const Row& r) {
                  num(r.transfer_us).c_str(), num(r.decode_us).c_str(), args_.blocking ? 1 : 0,
                  num(r.p50_us).c_str(), num(r.p95_us).c_str(), num(r.p99_us).c_str(),
                  num(r.stdev_us).c_str(), num(r.cv_pct).c_str(), num(r.predicted_us).c_str(),
-                 esc(r.transport).c_str(), esc(r.executor).c_str(), num(r.pcie_bytes).c_str());
+                 esc(r.transport).c_str(), esc(r.executor).c_str(), num(r.pcie_bytes).c_str(),
+                 num(r.base_p50_us).c_str(), esc(r.decision).c_str(), r.switches, num(r.predicted_dense_us).c_str(),
+                 num(r.predicted_compressed_us).c_str(), num(r.measured_dense_us).c_str(),
+                 num(r.measured_compressed_us).c_str());
     std::fflush(json_);
   }
 }

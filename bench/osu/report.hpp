@@ -34,6 +34,7 @@ struct Row {
   double algbw = 0, busbw = 0;  // GB/s
   std::size_t wire = 0;         // bytes each rank sends (mean over ranks)
   double base_us = 0;           // the engine collective at the same size, same run
+  double base_p50_us = NAN;     // and the median of its calls (JSON)
   std::string validation;       // "Pass", "Fail", "3.1e-03", or "" without -c
   double max_rel_err = NAN;     // lossy paths with -c
   std::string codec = "none";   // the --codec entry
@@ -41,6 +42,13 @@ struct Row {
   double paired_vs_base = NAN;  // dense paths: median over rounds of base/gradwire (JSON)
   double encode_us = NAN, transfer_us = NAN, decode_us = NAN;  // plans: last call's split
   double predicted_us = NAN;    // "auto" plans: the cost model's prediction (JSON)
+  // "auto" plans (PlanStats): why `algorithm` ran last, the switches since creation, both
+  // candidates' predicted (trial) and measured (agreed, recent runs) times (JSON; the table
+  // shows the algorithm and the switches after the codec).
+  std::string decision;
+  int switches = 0;
+  double predicted_dense_us = NAN, predicted_compressed_us = NAN;
+  double measured_dense_us = NAN, measured_compressed_us = NAN;
   // Plans: PlanStats' transport and executor, and the bytes that crossed PCIe per call (JSON).
   std::string transport, executor;
   double pcie_bytes = NAN;

@@ -193,9 +193,15 @@ typedef struct gw_plan_config {
 } gw_plan_config_t;
 
 typedef struct gw_plan_stats {
-  const char* algorithm; /* valid while the plan lives */
+  const char* algorithm; /* the last run's; valid until the plan's next run or destruction */
   size_t logical_bytes, wire_bytes;
   double encode_s, transfer_s, decode_s, total_s;
+  /* "auto" plans (PlanStats in gradwire/plan.hpp): why `algorithm` runs (valid as
+   * `algorithm`; "" where auto did not decide), the switches since creation, and each
+   * candidate's measured time (agreed over ranks; 0 where it has not run). */
+  const char* decision;
+  int switches;
+  double measured_dense_s, measured_compressed_s;
 } gw_plan_stats_t;
 
 /* Fills *config with the defaults above. */

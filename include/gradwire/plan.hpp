@@ -108,6 +108,15 @@ struct PlanStats {
   // Balanced sra plans: the agreed weight of each rank's shard (fastest 16); empty: even
   // shards (not balanced, or no rank slower than the fastest by more than 20 %).
   std::vector<double> shard_weights;
+  // "auto" plans: why `algorithm` runs ("floor: ...", "trial: ...", and for plans that
+  // re-decide "measured: ..." or the reason of the last switch), how many times the plan
+  // switched since creation, and each candidate's measured time (the slowest rank's median of
+  // its recent blocking runs, agreed across ranks; 0 where it has not run or not yet been
+  // agreed). Host float32 allreduce plans whose choice came from a trial re-decide from these
+  // (docs/compressed-collectives.md, "How auto decides"); every rank runs the same algorithm.
+  std::string decision;
+  int switches = 0;
+  double measured_dense_s = 0, measured_compressed_s = 0;
 };
 
 class Plan {

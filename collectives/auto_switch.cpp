@@ -1,0 +1,133 @@
+#include "collectives/auto_switch.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <utility>
+
+namespace gradwire::coll {
+namespace {
+
+std::string ms(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.3g ms", s * 1e3);
+  return b;
+}
+
+std::function<double(AutoPick, double)>& run_time_override() {
+  static std::function<double(AutoPick, double)> f;
+  return f;
+}
+
+}  // namespace
+
+double recorded_run_time(AutoPick ran, double measured_s) {
+  const auto& f = run_time_override();
+  return f ? f(ran, measured_s) : measured_s;
+}
+
+void set_run_time_for_tests(std::function<double(AutoPick, double)> f) {
+  run_time_override() = std::move(f);
+}
+
+AutoSwitch::AutoSwitch(AutoPick initial, double predicted_dense_s, double predicted_compressed_s,
+                       const std::string& compressed, AutoSwitchTuning tuning)
+    : t_(tuning),
+      cur_(initial),
+      predicted_{predicted_dense_s, predicted_compressed_s},
+      anchor_(predicted_[idx(initial)]),
+      next_check_(static_cast<std::uint64_t>(std::max(1, tuning.first_check))),
+      names_{"dense", compressed} {
+  recent_.reserve(static_cast<std::size_t>(std::max(1, t_.window)));
+  reason_ = "trial: " + names_[idx(cur_)] + " predicted " + ms(predicted_[idx(cur_)]) +
+            ", " + names_[idx(other(cur_))] + " " + ms(predicted_[idx(other(cur_))]);
+}
+
+void AutoSwitch::record(double run_s) {
+  if (recent_.size() >= static_cast<std::size_t>(std::max(1, t_.window)))
+    recent_.erase(recent_.begin());
+  recent_.push_back(run_s);
+}
+
+void AutoSwitch::local(double out[2]) const {
+  out[0] = 0;
+  if (!recent_.empty()) {
+    // A few values: a copy on the stack would do, but the window is a tuning value.
+    double v[64];
+    const std::size_t n = std::min<std::size_t>(recent_.size(), 64);
+    std::copy(recent_.end() - static_cast<std::ptrdiff_t>(n), recent_.end(), v);
+    std::sort(v, v + n);
+    out[0] = v[n / 2];
+  }
+  // Negated: the agreement's maximum is then the cheapest rank's cost. A rank that arrives
+  // early waits for the others inside the allreduce; the last to arrive waits for nobody, so
+  // its time is what the agreement itself costs.
+  out[1] = -check_local_s_;
+}
+
+void AutoSwitch::switch_to(AutoPick a, std::uint64_t step, const std::string& why) {
+  cur_ = a;
+  ++switches_;
+  recent_.clear();  // the window holds runs of the running algorithm only
+  reason_ = why;
+  next_check_ = step + static_cast<std::uint64_t>(std::max(1, t_.probation));
+}
+
+bool AutoSwitch::decide(const double agreed[2], std::uint64_t step) {
+  const double m = agreed[0], check = -agreed[1];
+  const AutoPick o = other(cur_);
+  const std::string& cn = names_[idx(cur_)];
+  const std::string& on = names_[idx(o)];
+  if (!(m > 0)) {  // no rank timed a run since the last agreement (non-blocking runs only)
+    next_check_ = step + static_cast<std::uint64_t>(std::max(1, t_.max_interval));
+    return false;
+  }
+  measured_[idx(cur_)] = m;
+  // The next agreement: spaced so that its cost (the slowest rank's) stays within the budget.
+  const double runs = check > 0 ? std::ceil(check / (t_.budget * m)) : 2.0;
+  next_check_ =
+      step + static_cast<std::uint64_t>(std::clamp(runs, 2.0, double(std::max(2, t_.max_interval))));
+  const bool timed = measured_[idx(o)] > 0;
+  const double other_s = timed ? measured_[idx(o)] : predicted_[idx(o)];
+  if (probation_) {
+    // Both figures are fresh: the other one ran just before the switch.
+    probation_ = false;
+    if (m > other_s) {
+      ++doubt_;
+      switch_to(o, step, "back to " + on + ": " + cn + " measured " + ms(m) + " against " + on +
+                             "'s " + ms(other_s));
+      anchor_ = other_s;
+      next_check_ = step + static_cast<std::uint64_t>(std::max(2, t_.window));
+      return true;
+    }
+    doubt_ = 0;
+    anchor_ = m;
+    reason_ = "measured: " + cn + " " + ms(m) + ", " + on + " " + ms(other_s);
+    return false;
+  }
+  if (cur_ == AutoPick::Compressed && !timed && m * t_.stale > other_s) {
+    // The trial chose compression by less than `stale`: a lossy result must also be faster,
+    // so dense is timed once as the plan runs it before the choice stands.
+    switch_to(o, step, "verifying: " + cn + " measured " + ms(m) + ", " + on + " predicted " +
+                           ms(other_s) + "; timing " + on + "'s own runs");
+    probation_ = true;
+    return true;
+  }
+  if (m > anchor_ * t_.stale || m * t_.stale < anchor_) {
+    // The link or the load changed: what is known of the other is from before.
+    switch_to(o, step, "re-timing " + on + ": " + cn + " moved from " + ms(anchor_) + " to " +
+                           ms(m));
+    probation_ = true;
+    return true;
+  }
+  const double margin = t_.margin * static_cast<double>(1 << std::min(doubt_, 4));
+  if (m > (1 + margin) * other_s) {
+    switch_to(o, step, cn + " measured " + ms(m) + " against " + on + "'s " + ms(other_s) +
+                           (timed ? " (measured)" : " (predicted)"));
+    probation_ = true;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace gradwire::coll

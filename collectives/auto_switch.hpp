@@ -1,0 +1,84 @@
+// "auto" re-decided from the plan's own runs (docs/compressed-collectives.md, "How auto
+// decides"). The trial at creation predicts both candidates once; on a shared machine, or a
+// link whose load changes, that prediction goes stale. The plan records each run's time; at
+// agreed steps the ranks agree on the figures (one small allreduce, spaced so that it costs
+// about 1 % of the run time) and this state machine, a pure function of the agreed figures,
+// says whether to switch. Every rank feeds it the same agreed figures at the same steps, so
+// every rank always runs the same algorithm. No MPI here: tests drive it with synthetic times.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace gradwire::coll {
+
+enum class AutoPick : int { Dense = 0, Compressed = 1 };
+
+struct AutoSwitchTuning {
+  int window = 8;          // a rank's figure: the median of its last `window` runs
+  int first_check = 3;     // the first agreement after this many runs
+  int probation = 3;       // runs of a newly chosen algorithm before it is judged
+  int max_interval = 64;   // the most runs between two agreements
+  double budget = 0.01;    // agreements cost at most this fraction of the run time
+  double margin = 0.15;    // hysteresis: switch when the other is faster by this fraction
+  double stale = 2.0;      // the running algorithm's time moved by this factor since the
+                           // other was last timed: the other's figure is stale, time it again
+};
+
+class AutoSwitch {
+ public:
+  // predicted_*: the trial's figures at the plan's size; `initial` the trial's choice.
+  // `compressed`: the compressed candidate's name (for reason()).
+  AutoSwitch(AutoPick initial, double predicted_dense_s, double predicted_compressed_s,
+             const std::string& compressed, AutoSwitchTuning tuning = {});
+
+  AutoPick current() const { return cur_; }
+  // This rank's time of a finished run of current() (blocking runs; see plan.cpp).
+  void record(double run_s);
+  // Whether the run about to start at `step` (the plan's run count, equal on every rank) is
+  // preceded by an agreement.
+  bool check_due(std::uint64_t step) const { return step >= next_check_; }
+  // This rank's figures for the agreement: {median of current()'s recent runs (0: none),
+  // minus this rank's time of the previous agreement}. Agreed by taking each one's maximum:
+  // the slowest rank's runs, the cheapest rank's agreement (its real cost: the others'
+  // times include waiting for the last rank to arrive).
+  void local(double out[2]) const;
+  // The agreed figures decide; `step` as for check_due. Returns true when current() changed.
+  bool decide(const double agreed[2], std::uint64_t step);
+  void set_check_cost(double s) { check_local_s_ = s; }
+
+  double predicted_s(AutoPick a) const { return predicted_[idx(a)]; }
+  double measured_s(AutoPick a) const { return measured_[idx(a)]; }  // 0: never ran
+  int switches() const { return switches_; }
+  const std::string& reason() const { return reason_; }
+
+ private:
+  static int idx(AutoPick a) { return static_cast<int>(a); }
+  static AutoPick other(AutoPick a) {
+    return a == AutoPick::Dense ? AutoPick::Compressed : AutoPick::Dense;
+  }
+  void switch_to(AutoPick a, std::uint64_t step, const std::string& why);
+
+  AutoSwitchTuning t_;
+  AutoPick cur_;
+  double predicted_[2];
+  double measured_[2] = {0, 0};
+  double anchor_;              // current()'s time when the other's figure was last fresh
+  bool probation_ = false;     // current() was just chosen over the other: judge it next
+  int doubt_ = 0;              // switches reverted in a row: later probes need a wider margin
+  std::uint64_t next_check_;
+  double check_local_s_ = 0;   // this rank's last agreement
+  std::vector<double> recent_;  // this rank's runs of current(), oldest first, <= window
+  int switches_ = 0;
+  std::string reason_;
+  std::string names_[2];
+};
+
+// What a plan records for a run of `ran` that took measured_s on this rank: measured_s, unless
+// a test replaced it (set_run_time_for_tests) to act out a rank that measures otherwise.
+double recorded_run_time(AutoPick ran, double measured_s);
+void set_run_time_for_tests(std::function<double(AutoPick ran, double measured_s)> f);
+
+}  // namespace gradwire::coll
