@@ -61,8 +61,9 @@ std::string usage() {
          "  --train-subset N    use the first N training examples; 0 = all 60000 (0)\n"
          "  --test-subset N     evaluate on the first N test examples; 0 = all 10000 (0)\n"
          "  --hidden W1,W2,...  hidden layer widths (512,256)\n"
-         "  --on-failure P      abort | shrink: go on with the survivors when a rank dies\n"
-         "                      (needs gradwire with ULFM and mpirun --with-ft ulfm) (abort)\n"
+         "  --on-failure P      abort | shrink: go on with the survivors when a rank dies |\n"
+         "                      respawn: and start a replacement that joins (needs gradwire\n"
+         "                      with ULFM and mpirun --with-ft ulfm) (abort)\n"
          "  --data-dir DIR      the gzipped IDX files (" +
          std::string(kDefaultDataDir) + ")\n"
          "  --plan-momentum on|off  keep the momentum in the gradwire plan (DGC momentum\n"
@@ -113,7 +114,7 @@ bool parse_args(int argc, char** argv, Args& a) {
     } else if (flag == "--hidden") {
       a.hidden = to_sizes(flag, v);
     } else if (flag == "--on-failure") {
-      if (v != "abort" && v != "shrink") bad(flag, v, "abort or shrink");
+      if (v != "abort" && v != "shrink" && v != "respawn") bad(flag, v, "abort, shrink or respawn");
       a.on_failure = v;
     } else if (flag == "--plan-momentum" || flag == "--masking") {
       if (v != "on" && v != "off") bad(flag, v, "on or off");

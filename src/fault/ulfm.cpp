@@ -150,7 +150,8 @@ void on_mpi_error(const Communicator::Impl& c, int rc, const CallInfo& call, con
   for (int r : f.lost) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
   f.failed = true;
   f.failure = "peer failed: " + std::to_string(f.lost.size()) + " rank(s) lost: ranks " + ranks +
-              " (" + cause + "); call shrink() to go on with the survivors";
+              " (" + cause + (f.respawn ? "); call respawn() to grow back, or shrink() to go on with the survivors"
+                          : "); call shrink() to go on with the survivors");
   c.fail(ErrorCode::PeerFailed, call, f.failure);
 }
 
