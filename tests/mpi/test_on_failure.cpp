@@ -110,6 +110,28 @@ TEST(OnFailure, GrowByZeroKeepsTheCommunicator) {
   EXPECT_EQ(x, g.size());
 }
 
+TEST(OnFailure, CAbiGrowByZeroAndShareState) {
+  gw_comm_t h = nullptr, out = nullptr;
+  ASSERT_EQ(gw_comm_create(MPI_COMM_WORLD, &h), GW_SUCCESS) << gw_last_error();
+  ASSERT_EQ(gw_comm_grow(h, 0, 3, &out), GW_SUCCESS) << gw_last_error();
+  uint64_t step = 0;
+  int joined = -1, rank = -1;
+  EXPECT_EQ(gw_comm_resume_step(out, &step), GW_SUCCESS);
+  EXPECT_EQ(step, 3u);
+  EXPECT_EQ(gw_comm_joined(out, &joined), GW_SUCCESS);
+  EXPECT_EQ(joined, 0);
+  gw_comm_rank(out, &rank);
+  double w[2] = {static_cast<double>(rank), 1.5 * rank};
+  const gw_state_buffer_t b = {"w", w, 2, GW_FLOAT64};
+  ASSERT_EQ(gw_comm_share_state(out, &b, 1), GW_SUCCESS) << gw_last_error();
+  EXPECT_EQ(w[0], 0.0);  // from rank 0: every rank gave the same step
+  EXPECT_EQ(w[1], 0.0);
+  const gw_state_buffer_t unnamed = {nullptr, w, 2, GW_FLOAT64};
+  EXPECT_EQ(gw_comm_share_state(out, &unnamed, 1), GW_INVALID_ARGUMENT);
+  gw_comm_destroy(&out);
+  gw_comm_destroy(&h);
+}
+
 TEST(OnFailure, GrowCountMustAgree) {
   Communicator c(MPI_COMM_WORLD, shrink_policy());
   if (c.size() < 2) GTEST_SKIP() << "needs two ranks to disagree";
