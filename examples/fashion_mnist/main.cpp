@@ -203,6 +203,31 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
   double run_comm = 0, run_wire = 0, run_s = 0;
   const int first_epoch = static_cast<int>(position[0]);
   for (int epoch = first_epoch; epoch <= a.epochs; ++epoch) {
+    if (epoch == a.grow_at && !joiner) {
+      // Scale up at an epoch boundary: the new ranks join with the weights, momentum and
+      // place; the shards of this epoch's permutation are cut for the new size.
+      const auto g0 = Clock::now();
+      const int before = size;
+      auto next = std::make_unique<gradwire::Communicator>(cp->grow(a.grow_by, global_step));
+      position[0] = epoch;
+      position[1] = 0;
+      share(*next);
+      auto next_sync = std::make_unique<fm::GradSync>(*next, model.param_count(), sc, sp);
+      sync_owner = std::move(next_sync);  // the old plan goes before its communicator
+      comm_owner = std::move(next);
+      cp = comm_owner.get();
+      sp = sync_owner.get();
+      rank = cp->rank();
+      size = cp->size();
+      root = rank == 0;
+      global_batch = a.batch * static_cast<std::size_t>(size);
+      steps = n_train / global_batch;
+      if (root) {
+        std::printf("epoch %3d: grew from %d to %d ranks in %.3f s (spawn, join, state, plan)\n",
+                    epoch, before, size, since(g0));
+        std::fflush(stdout);
+      }
+    }
     const auto t0 = Clock::now();
     const std::vector<std::uint32_t> perm = shuffle(n_train, a.seed, epoch);
     // This rank's disjoint block of the epoch's permutation.

@@ -27,6 +27,21 @@ extern char** environ;
 namespace gradwire::detail {
 
 namespace {
+bool joined_already = false;  // later constructors (split, shrink) in a joiner are ordinary
+}
+
+bool spawned_to_join() {
+  if (joined_already) return false;
+  const char* j = std::getenv("GRADWIRE_JOIN");
+  if (!j || std::string(j) != "1") return false;
+  MPI_Comm parent = MPI_COMM_NULL;
+  MPI_Comm_get_parent(&parent);
+  return parent != MPI_COMM_NULL;
+}
+
+#if GRADWIRE_HAVE_ULFM
+
+namespace {
 
 // Point-to-point tags on the parent/child intercommunicator (nothing else is sent on it).
 constexpr int kReadyTag = 0x67770;  // joiner -> spawning rank 0: MPI_Init done, alive
@@ -109,21 +124,6 @@ void adopt_environment(const std::vector<char>& env) {
 
 }  // namespace
 
-namespace {
-bool joined_already = false;  // later constructors (split, shrink) in a joiner are ordinary
-}
-
-bool spawned_to_join() {
-  if (joined_already) return false;
-  const char* j = std::getenv("GRADWIRE_JOIN");
-  if (!j || std::string(j) != "1") return false;
-  MPI_Comm parent = MPI_COMM_NULL;
-  MPI_Comm_get_parent(&parent);
-  return parent != MPI_COMM_NULL;
-}
-
-#if GRADWIRE_HAVE_ULFM
-
 std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator::Impl>& base,
                                               int my_key, const std::vector<int>& joiner_keys,
                                               std::uint64_t step, const CallInfo& call) {
@@ -193,8 +193,17 @@ std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator
     if (rc != MPI_SUCCESS) b.check_mpi(rc, call, "MPIX_Comm_agree");  // a survivor died
   }
   const int new_size = b.size + k;
-  auto abandon = [&](const std::string& reason) {
-    if (b.rank == 0 && inter != MPI_COMM_NULL && ready) {
+  // tell_joiners: before the merge, joiners that reported wait for a verdict; after it they
+  // learn from the revoked communicator instead (and a send to one that has exited is fatal
+  // in Open MPI once its request is freed).
+  auto abandon = [&](const std::string& reason, bool tell_joiners) {
+    if (b.rank == 0) {
+      std::fprintf(stderr, "gradwire: %s: growing to %d ranks abandoned on every rank (%s); "
+                           "going on with %d\n",
+                   call.collective, new_size, reason.c_str(), b.size);
+      std::fflush(stderr);
+    }
+    if (tell_joiners && b.rank == 0 && inter != MPI_COMM_NULL && ready) {
       // Only to those that reported: a send to a dead joiner can block in Open MPI 5.0.
       static JoinHeader no;  // outlives the sends, which are not waited for
       for (int j = 0; j < k; ++j) {
@@ -204,18 +213,12 @@ std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator
           MPI_Request_free(&r);
       }
     }
-    if (b.rank == 0) {
-      std::fprintf(stderr, "gradwire: %s: growing to %d ranks abandoned on every rank (%s); "
-                           "going on with %d\n",
-                   call.collective, new_size, reason.c_str(), b.size);
-      std::fflush(stderr);
-    }
     // The intercommunicator is leaked: freeing it after a joiner died hung Open MPI 5.0.
     b.resume_step = agreed;
     b.state_root = 0;
     return base;
   };
-  if (!ok) return abandon(why.empty() ? "failed on another rank" : why);
+  if (!ok) return abandon(why.empty() ? "failed on another rank" : why, true);
 
   if (b.rank == 0) {
     const std::string env = joiner_environment();
@@ -272,7 +275,7 @@ std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator
       if (c != MPI_COMM_NULL) MPIX_Comm_revoke(c);
     if (grown) grown->pending_leaked = true;
     grown.reset();
-    return abandon(why.empty() ? "failed on another rank" : why);
+    return abandon(why.empty() ? "failed on another rank" : why, false);
   }
   MPI_Comm_free(&ordered);
   MPI_Comm_free(&merged);
