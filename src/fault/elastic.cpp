@@ -132,21 +132,20 @@ std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator
   const double limit = b.init_timeout_s;
 
   // Where to resume: the furthest caller's step; the state comes from the lowest of those.
+  // (Its rank in the result, and in base for when growing fails: keys keep base's order.)
   std::uint64_t agreed = step;
-  int root = INT_MAX;
+  int root[2] = {INT_MAX, INT_MAX};
   {
     Armed guard(b.watch, b.timeout_s, call);
     b.check_mpi(MPI_Allreduce(MPI_IN_PLACE, &agreed, 1, MPI_UINT64_T, MPI_MAX, b.comm), call,
                 "MPI_Allreduce");
-    root = step == agreed ? my_key : INT_MAX;
-    b.check_mpi(MPI_Allreduce(MPI_IN_PLACE, &root, 1, MPI_INT, MPI_MIN, b.comm), call,
+    if (step == agreed) root[0] = my_key, root[1] = b.rank;
+    b.check_mpi(MPI_Allreduce(MPI_IN_PLACE, root, 2, MPI_INT, MPI_MIN, b.comm), call,
                 "MPI_Allreduce");
   }
-  if (k == 0) {
-    b.resume_step = agreed;
-    b.state_root = 0;
-    return base;
-  }
+  b.resume_step = agreed;
+  b.state_root = root[1];
+  if (k == 0) return base;
 
   int ok = 1;
   std::string why;
@@ -214,8 +213,6 @@ std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator
       }
     }
     // The intercommunicator is leaked: freeing it after a joiner died hung Open MPI 5.0.
-    b.resume_step = agreed;
-    b.state_root = 0;
     return base;
   };
   if (!ok) return abandon(why.empty() ? "failed on another rank" : why, true);
@@ -226,7 +223,7 @@ std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator
       JoinHeader h;
       h.verdict = 1;
       h.key = joiner_keys[static_cast<std::size_t>(j)];
-      h.state_root = root;
+      h.state_root = root[0];
       h.step = agreed;
       h.env_length = static_cast<std::int32_t>(env.size());
       // The joiner is alive (it reported) and waits for both, bounded.
@@ -281,7 +278,7 @@ std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator
   MPI_Comm_free(&merged);
   MPI_Comm_free(&inter);
   grown->resume_step = agreed;
-  grown->state_root = root;
+  grown->state_root = root[0];
   return grown;
 }
 
