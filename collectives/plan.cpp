@@ -237,7 +237,8 @@ struct Plan::Impl {
   // The residual keyed by global element: this rank's slots added to sum; and the reverse,
   // a global sum shared out over the `holders` ranks with a full-range slot.
   void add_residual(std::vector<double>& sum) const;
-  void set_residual(const std::vector<double>& sum, int holders);
+  // takes: this rank's primary slots get their share (false: zero).
+  void set_residual(const std::vector<double>& sum, int holders, bool takes = true);
   std::size_t global_elements() const {
     return cfg.collective == PlanCollective::Allreduce
                ? cfg.count
@@ -1006,31 +1007,41 @@ void Plan::load_residual(const std::string& path) {
 
 // Each rank's own slots of `from` (no communication on its communicator, which may have
 // lost a rank), summed over this plan's ranks, then shared out as load_residual does.
-void Plan::carry_residual(const Plan& from) {
+void Plan::carry_residual(const Plan& from) { carry_residual(&from); }
+
+// Joining ranks (from == nullptr) add nothing and, where every holder has the whole range
+// (allreduce, reduce-scatter), take no share: the survivors' total stays with them, the
+// joiners start at zero. Allgather ranges have one holder each, who takes it, joiner or not.
+void Plan::carry_residual(const Plan* from) {
   Impl& p = *impl_;
-  const Impl& q = *from.impl_;
   if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "carry_residual while a run is in flight");
-  if (q.in_flight && q.broken.empty())
+  if (from && from->impl_->in_flight && from->impl_->broken.empty())
     p.fail(ErrorCode::InvalidArgument, "carry_residual from a plan whose run is in flight");
   const std::size_t n = p.global_elements();
   std::vector<double> sum(n + 1, 0.0);  // the last entry: ranks whose source does not fit
-  if (q.cfg.collective != p.cfg.collective || q.global_elements() != n) {
-    sum[n] = 1;
-  } else {
-    q.add_residual(sum);
+  if (from) {
+    const Impl& q = *from->impl_;
+    if (q.cfg.collective != p.cfg.collective || q.global_elements() != n) {
+      sum[n] = 1;
+    } else {
+      q.add_residual(sum);
+    }
   }
-  int has = 0;
-  for (const auto& s : p.ef().slots) has = has || s.primary;
+  int primary = 0;
+  for (const auto& s : p.ef().slots) primary = primary || s.primary;
+  const bool takes = from != nullptr || p.cfg.collective == PlanCollective::Allgather;
   const MPI_Comm cc = p.c->comm;
   sum = detail::bounded_of(*p.c, p.call, "MPI_Iallreduce", sum, [cc, n](void* b, MPI_Request* r) {
     return MPI_Iallreduce(MPI_IN_PLACE, b, static_cast<int>(n + 1), MPI_DOUBLE, MPI_SUM, cc, r);
   });
-  const int holders =
-      detail::bounded_of(*p.c, p.call, "MPI_Iallreduce", std::vector<int>{has},
-                         [cc](void* b, MPI_Request* r) {
-                           return MPI_Iallreduce(MPI_IN_PLACE, b, 1, MPI_INT, MPI_SUM, cc, r);
-                         })[0];
+  // [0]: holders that take a share, [1]: holders at all.
+  const std::vector<int> holders = detail::bounded_of(
+      *p.c, p.call, "MPI_Iallreduce", std::vector<int>{primary && takes, primary},
+      [cc](void* b, MPI_Request* r) {
+        return MPI_Iallreduce(MPI_IN_PLACE, b, 2, MPI_INT, MPI_SUM, cc, r);
+      });
   if (sum[n] != 0) {
+    const Impl& q = *from->impl_;
     p.fail(ErrorCode::InvalidArgument,
            "carry_residual: the source plan covers " + std::to_string(q.global_elements()) +
                " global elements of an " + coll::collective_name(q.cfg.collective) +
@@ -1038,7 +1049,12 @@ void Plan::carry_residual(const Plan& from) {
                coll::collective_name(p.cfg.collective) + " plan");
   }
   sum.pop_back();
-  p.set_residual(sum, holders);
+  // Only joiners hold a range (every survivor's plan holds none): they take it.
+  if (holders[0] == 0) {
+    p.set_residual(sum, holders[1], true);
+  } else {
+    p.set_residual(sum, holders[0], takes);
+  }
 }
 
 void Plan::Impl::add_residual(std::vector<double>& sum) const {
@@ -1056,7 +1072,7 @@ void Plan::Impl::add_residual(std::vector<double>& sum) const {
   }
 }
 
-void Plan::Impl::set_residual(const std::vector<double>& sum, int holders) {
+void Plan::Impl::set_residual(const std::vector<double>& sum, int holders, bool takes) {
   Impl& p = *this;
   // Allreduce, reduce-scatter: only the sum over ranks reaches the result, so the total is
   // shared evenly by the ranks holding a full-range residual. Allgather: each element has one
@@ -1068,7 +1084,7 @@ void Plan::Impl::set_residual(const std::vector<double>& sum, int holders) {
     host.resize(s.length);
     float* d = s.x ? host.data() : s.data;
     for (std::size_t i = 0; i < s.length; ++i)
-      d[i] = s.primary ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;
+      d[i] = s.primary && takes ? static_cast<float>(sum[s.offset + i] * share) : 0.0f;
     if (s.x) s.x->from_host(s.data, host.data(), s.length * sizeof(float));
   }
   p.ef().slots_to_residual();

@@ -39,7 +39,7 @@ ompi5=${GRADWIRE_OMPI5:-/opt/gradwire-ompi5}
 if cmake -S "$root" -B "$root/build-ft" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMPI_HOME="$ompi5" \
      -DGRADWIRE_ULFM=ON -DGRADWIRE_CUDA=OFF -DGRADWIRE_NCCL=OFF -DGRADWIRE_BUILD_TESTS=ON \
      -DGRADWIRE_BUILD_BENCH=OFF >"$root/build-ft.configure.log" 2>&1 &&
-   cmake --build "$root/build-ft" -j "$(nproc)" --target gw_ft_probe gw_fault_probe; then
+   cmake --build "$root/build-ft" -j "$(nproc)" --target gw_ft_probe gw_fault_probe gw_respawn_probe; then
   (cd "$root/build-ft" && ctest -L ulfm --output-on-failure --timeout 120) || status=1
 else
   cat "$root/build-ft.configure.log"

@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "gradwire/communicator.hpp"
 #include "gradwire/config.hpp"
@@ -457,6 +458,57 @@ gw_status_t gw_plan_predicted(gw_plan_t plan, double* predicted_s, double* dense
     if (predicted_s) *predicted_s = s.predicted_s;
     if (dense_s) *dense_s = s.predicted_dense_s;
     if (compressed_s) *compressed_s = s.predicted_compressed_s;
+  });
+}
+
+// ---- elastic membership ----
+
+gw_status_t gw_comm_respawn(gw_comm_t comm, uint64_t step, gw_comm_t* out) {
+  return guarded("gw_comm_respawn", [&] {
+    auto& c = comm_of(comm);
+    need(out, "communicator out-pointer is NULL") = nullptr;
+    *out = new gw_comm_s{c.respawn(step)};
+  });
+}
+
+gw_status_t gw_comm_grow(gw_comm_t comm, int n, uint64_t step, gw_comm_t* out) {
+  return guarded("gw_comm_grow", [&] {
+    auto& c = comm_of(comm);
+    need(out, "communicator out-pointer is NULL") = nullptr;
+    *out = new gw_comm_s{c.grow(n, step)};
+  });
+}
+
+gw_status_t gw_comm_joined(gw_comm_t comm, int* joined) {
+  return guarded("gw_comm_joined", [&] {
+    need(joined, "joined is NULL") = comm_of(comm).joined() ? 1 : 0;
+  });
+}
+
+gw_status_t gw_comm_resume_step(gw_comm_t comm, uint64_t* step) {
+  return guarded("gw_comm_resume_step", [&] {
+    need(step, "step is NULL") = comm_of(comm).resume_step();
+  });
+}
+
+gw_status_t gw_comm_share_state(gw_comm_t comm, const gw_state_buffer_t* buffers, size_t n) {
+  return guarded("gw_comm_share_state", [&] {
+    auto& c = comm_of(comm);
+    if (n > 0 && buffers == nullptr) throw CError{GW_INVALID_ARGUMENT, "buffers is NULL"};
+    std::vector<gradwire::StateBuffer> list;
+    for (size_t i = 0; i < n; ++i) {
+      if (buffers[i].name == nullptr)
+        throw CError{GW_INVALID_ARGUMENT, "a state buffer's name is NULL"};
+      list.push_back({buffers[i].name, buffers[i].data, buffers[i].count, dt(buffers[i].dtype),
+                      gradwire::Memory::Host});
+    }
+    c.share_state(list);
+  });
+}
+
+gw_status_t gw_plan_join_residual(gw_plan_t plan) {
+  return guarded("gw_plan_join_residual", [&] {
+    need(plan, "plan handle is NULL").plan.carry_residual(nullptr);
   });
 }
 

@@ -53,6 +53,10 @@ struct Communicator::Impl {
   detail::WatchSlot watch;
   std::unique_ptr<detail::FaultState> fault;  // the failure policy and what has died
   bool timeline_owner = false;  // this communicator opened the process's timeline (closes it)
+  // Elastic membership (src/fault/elastic.hpp): set by respawn()/grow() on every rank.
+  bool joined = false;             // this process was started by a respawn()/grow()
+  std::uint64_t resume_step = 0;   // the agreed step of the last membership change
+  int state_root = 0;              // share_state()'s source rank
 
   // Error helpers: every message names this rank, the call and the cause.
   [[noreturn]] void fail(ErrorCode code, const detail::CallInfo& call,

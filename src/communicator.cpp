@@ -8,6 +8,7 @@
 #include "config.hpp"
 #include "device_backend.hpp"
 #include "device_setup.hpp"
+#include "fault/elastic.hpp"
 #include "gradwire/config.hpp"
 #include "request_state.hpp"
 #include "timeline.hpp"
@@ -71,7 +72,9 @@ Communicator::Impl::Impl(MPI_Comm parent, const Options& o)
     ranks_per_node =
         o.ranks_per_node > 0 ? o.ranks_per_node : detail::env_int("GRADWIRE_NODE_SPLIT", 0);
     checked = o.check >= 0 ? o.check > 0 : detail::env_check();
-    fault->shrink = detail::resolve_on_failure(o.on_failure);
+    const Options::FailurePolicy fp = detail::resolve_on_failure(o.on_failure);
+    fault->shrink = fp != Options::FailurePolicy::Abort;
+    fault->respawn = fp == Options::FailurePolicy::Respawn;
   } catch (const Error& e) {
     config_error = e.what();
     config_code = e.code();
@@ -330,8 +333,10 @@ Request done_request(const std::shared_ptr<Impl>& impl, const CallInfo& call) {
 
 // ---------------------------------------------------------------------------------------
 
+// A process that respawn() or grow() started joins the running job instead (fault/elastic.hpp).
 Communicator::Communicator(MPI_Comm comm, const Options& options)
-    : impl_(std::make_shared<Impl>(comm, options)) {}
+    : impl_(detail::spawned_to_join() ? detail::join_running_job(options)
+                                      : std::make_shared<Impl>(comm, options)) {}
 Communicator::Communicator(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Communicator::~Communicator() = default;
 Communicator::Communicator(Communicator&&) noexcept = default;

@@ -97,7 +97,7 @@ namespace {
 constexpr const char* kKnown[] = {"GRADWIRE_TIMEOUT",    "GRADWIRE_INIT_TIMEOUT",
                                   "GRADWIRE_ON_TIMEOUT", "GRADWIRE_NODE_SPLIT",
                                   "GRADWIRE_CODEC_ISA",  "GRADWIRE_CHECK",
-                                  "GRADWIRE_ON_FAILURE", "GRADWIRE_COST_CACHE",
+                                  "GRADWIRE_ON_FAILURE", "GRADWIRE_JOIN", "GRADWIRE_COST_CACHE",
                                   "GRADWIRE_DEVICE_STAGING",
                                   "GRADWIRE_BALANCE_SHARDS", "GRADWIRE_SLOW_RANK",
                                   "GRADWIRE_OVERLAP",    "GRADWIRE_OVERLAP_CHUNK",

@@ -61,8 +61,11 @@ std::string usage() {
          "  --train-subset N    use the first N training examples; 0 = all 60000 (0)\n"
          "  --test-subset N     evaluate on the first N test examples; 0 = all 10000 (0)\n"
          "  --hidden W1,W2,...  hidden layer widths (512,256)\n"
-         "  --on-failure P      abort | shrink: go on with the survivors when a rank dies\n"
-         "                      (needs gradwire with ULFM and mpirun --with-ft ulfm) (abort)\n"
+         "  --on-failure P      abort | shrink: go on with the survivors when a rank dies |\n"
+         "                      respawn: and start a replacement that joins (needs gradwire\n"
+         "                      with ULFM and mpirun --with-ft ulfm) (abort)\n"
+         "  --grow EPOCH:N      at the start of EPOCH, start N more ranks that join (gradwire\n"
+         "                      with ULFM, mpirun --with-ft ulfm) (off)\n"
          "  --data-dir DIR      the gzipped IDX files (" +
          std::string(kDefaultDataDir) + ")\n"
          "  --plan-momentum on|off  keep the momentum in the gradwire plan (DGC momentum\n"
@@ -112,8 +115,17 @@ bool parse_args(int argc, char** argv, Args& a) {
       a.test_subset = to_u64(flag, v);
     } else if (flag == "--hidden") {
       a.hidden = to_sizes(flag, v);
+    } else if (flag == "--grow") {
+      // EPOCH:N
+      const std::size_t colon = v.find(':');
+      if (colon == std::string::npos) bad(flag, v, "EPOCH:N");
+      const std::uint64_t e = to_u64(flag, v.substr(0, colon));
+      const std::uint64_t n = to_u64(flag, v.substr(colon + 1));
+      if (e < 1 || e > 10000 || n < 1 || n > 1024) bad(flag, v, "EPOCH in [1, 10000], N in [1, 1024]");
+      a.grow_at = static_cast<int>(e);
+      a.grow_by = static_cast<int>(n);
     } else if (flag == "--on-failure") {
-      if (v != "abort" && v != "shrink") bad(flag, v, "abort or shrink");
+      if (v != "abort" && v != "shrink" && v != "respawn") bad(flag, v, "abort, shrink or respawn");
       a.on_failure = v;
     } else if (flag == "--plan-momentum" || flag == "--masking") {
       if (v != "on" && v != "off") bad(flag, v, "on or off");

@@ -27,6 +27,8 @@ struct Args {
   // the gradient plan (its error feedback carried over), re-shard the data and go on
   // (gradwire built with ULFM, run under mpirun --with-ft ulfm).
   std::string on_failure = "abort";
+  int grow_at = 0;  // > 0: at the start of this epoch, every rank grows the job by grow_by
+  int grow_by = 0;
   // Library-side DGC options (gradwire::PlanConfig): momentum in the plan, masking, clipping,
   // top-k density warm-up; PowerSGD's rank (--algo powersgd).
   bool plan_momentum = false;    // the optimizer's momentum moves into the plan

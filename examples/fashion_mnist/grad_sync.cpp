@@ -37,6 +37,12 @@ GradSync::GradSync(gradwire::Communicator& comm, const GradSync& from)
   plan_.carry_residual(from.plan_);
 }
 
+GradSync::GradSync(gradwire::Communicator& comm, std::size_t n, const SyncConfig& config,
+                   const GradSync* from)
+    : plan_(comm, plan_config(n, config)) {
+  plan_.carry_residual(from ? &from->plan_ : nullptr);
+}
+
 void GradSync::average(float* g) {
   const auto t0 = std::chrono::steady_clock::now();
   plan_.run(g, g);

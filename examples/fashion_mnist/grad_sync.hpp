@@ -34,6 +34,10 @@ class GradSync {
   GradSync(gradwire::Communicator& comm, std::size_t n, const SyncConfig& config);
   // The same over a shrunk communicator, taking over `from`'s error-feedback residual.
   GradSync(gradwire::Communicator& comm, const GradSync& from);
+  // After a membership change (respawn): members pass their old GradSync, a joiner nullptr
+  // (it starts with no residual); collective, with the same n and config everywhere.
+  GradSync(gradwire::Communicator& comm, std::size_t n, const SyncConfig& config,
+           const GradSync* from);
 
   // g (n floats) becomes the mean of every rank's g; bit-identical on all ranks.
   void average(float* g);

@@ -83,7 +83,7 @@ std::uint64_t fingerprint(const float* w, std::size_t n) {
 }
 
 // Test hook: FM_KILL_RANK=R FM_KILL_STEP=S makes world rank R die (SIGKILL) at global
-// training step S, to exercise --on-failure shrink.
+// training step S, to exercise --on-failure shrink and respawn (a replacement never does).
 bool kill_hook(int world_rank, std::size_t step) {
   const char* r = std::getenv("FM_KILL_RANK");
   const char* s = std::getenv("FM_KILL_STEP");
@@ -93,10 +93,13 @@ bool kill_hook(int world_rank, std::size_t step) {
 
 int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& test_set) {
   gradwire::Options opts;
-  opts.on_failure = a.on_failure == "shrink" ? gradwire::Options::FailurePolicy::Shrink
-                                             : gradwire::Options::FailurePolicy::Abort;
+  opts.on_failure = a.on_failure == "shrink"    ? gradwire::Options::FailurePolicy::Shrink
+                    : a.on_failure == "respawn" ? gradwire::Options::FailurePolicy::Respawn
+                                                : gradwire::Options::FailurePolicy::Abort;
+  // A replacement started by respawn() joins the running job here (same program, same args).
   auto comm_owner = std::make_unique<gradwire::Communicator>(MPI_COMM_WORLD, opts);
   gradwire::Communicator* cp = comm_owner.get();
+  const bool joiner = cp->joined();
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   int rank = cp->rank(), size = cp->size();
@@ -123,7 +126,8 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
   fm::Mlp model(dims, std::max(a.batch, eval_chunk));
   model.init(a.seed);
   // Same seed gives the same bits already; the broadcast makes it so by construction.
-  cp->broadcast(model.params(), model.param_count(), gradwire::DType::Float32, 0);
+  // (A joiner gets the running job's weights below instead.)
+  if (!joiner) cp->broadcast(model.params(), model.param_count(), gradwire::DType::Float32, 0);
 
   // --plan-momentum: the velocity lives in the plan (DGC), so the optimizer adds none.
   fm::Sgd opt(model.param_count(), a.lr, a.plan_momentum ? 0.0 : a.momentum, a.weight_decay);
@@ -142,10 +146,24 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
     sc.shapes.push_back({dims[l], dims[l + 1]});
     sc.shapes.push_back({1, dims[l + 1]});
   }
-  auto sync_owner = std::make_unique<fm::GradSync>(*cp, model.param_count(), sc);
+  // The application state a replacement receives: weights, momentum, where training is.
+  long long position[2] = {1, 0};  // epoch, step within it
+  auto share = [&](gradwire::Communicator& c) {
+    c.share_state({{"weights", model.params(), model.param_count(), gradwire::DType::Float32},
+                   {"velocity", opt.velocity(), model.param_count(), gradwire::DType::Float32},
+                   {"position", position, 2, gradwire::DType::Int64}});
+  };
+  std::size_t global_step = 0;  // steps taken so far (the kill hook's clock)
+  if (joiner) share(*cp);
+  auto sync_owner = joiner ? std::make_unique<fm::GradSync>(*cp, model.param_count(), sc, nullptr)
+                           : std::make_unique<fm::GradSync>(*cp, model.param_count(), sc);
   fm::GradSync* sp = sync_owner.get();
+  if (joiner) {
+    global_step = static_cast<std::size_t>(cp->resume_step());
+    if (root) std::printf("fashion_mnist: joined as rank %d\n", rank);
+  }
 
-  if (root) {
+  if (root && !joiner) {
     std::string arch;
     for (std::size_t d : dims) {
       if (!arch.empty()) arch += '-';
@@ -168,7 +186,7 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
   }
 
   // Epoch 0: the untrained model, so that a run shows its loss falling.
-  {
+  if (!joiner) {
     const Eval tr = evaluate(*cp, model, train_set, std::min<std::size_t>(n_train, 10000),
                              eval_chunk);
     const Eval te = evaluate(*cp, model, test_set, n_test, eval_chunk);
@@ -181,18 +199,44 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
 
   std::vector<float> xb(a.batch * train_set.features);
   std::vector<std::uint8_t> yb(a.batch);
-  std::size_t global_step = 0;  // steps taken so far (the kill hook's clock)
   Eval last{0, 0};
   double run_comm = 0, run_wire = 0, run_s = 0;
-  for (int epoch = 1; epoch <= a.epochs; ++epoch) {
+  const int first_epoch = static_cast<int>(position[0]);
+  for (int epoch = first_epoch; epoch <= a.epochs; ++epoch) {
+    if (epoch == a.grow_at && !joiner) {
+      // Scale up at an epoch boundary: the new ranks join with the weights, momentum and
+      // place; the shards of this epoch's permutation are cut for the new size.
+      const auto g0 = Clock::now();
+      const int before = size;
+      auto next = std::make_unique<gradwire::Communicator>(cp->grow(a.grow_by, global_step));
+      position[0] = epoch;
+      position[1] = 0;
+      share(*next);
+      auto next_sync = std::make_unique<fm::GradSync>(*next, model.param_count(), sc, sp);
+      sync_owner = std::move(next_sync);  // the old plan goes before its communicator
+      comm_owner = std::move(next);
+      cp = comm_owner.get();
+      sp = sync_owner.get();
+      rank = cp->rank();
+      size = cp->size();
+      root = rank == 0;
+      global_batch = a.batch * static_cast<std::size_t>(size);
+      steps = n_train / global_batch;
+      if (root) {
+        std::printf("epoch %3d: grew from %d to %d ranks in %.3f s (spawn, join, state, plan)\n",
+                    epoch, before, size, since(g0));
+        std::fflush(stdout);
+      }
+    }
     const auto t0 = Clock::now();
     const std::vector<std::uint32_t> perm = shuffle(n_train, a.seed, epoch);
     // This rank's disjoint block of the epoch's permutation.
     const std::uint32_t* mine = perm.data() + static_cast<std::size_t>(rank) * steps * a.batch;
     double loss_sum = 0, comm_s = 0, wire = 0;
     std::size_t done = 0;  // steps of this epoch on this rank (the mean's denominator)
-    for (std::size_t s = 0; s < steps; ++s) {
-      if (kill_hook(world_rank, global_step)) std::raise(SIGKILL);
+    for (std::size_t s = epoch == first_epoch ? static_cast<std::size_t>(position[1]) : 0;
+         s < steps; ++s) {
+      if (!joiner && kill_hook(world_rank, global_step)) std::raise(SIGKILL);
       for (std::size_t i = 0; i < a.batch; ++i) {
         const std::size_t ex = mine[s * a.batch + i];
         std::copy_n(train_set.images.data() + ex * train_set.features, train_set.features,
@@ -210,6 +254,38 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
         // from the same point. (A death inside the epoch-end evaluation is not handled.)
         const int before = size;
         const std::size_t old_batch = global_batch;
+        if (a.on_failure == "respawn") {
+          // Replacements join with the furthest survivor's weights, momentum and place (the
+          // lowest rank at the agreed step sends them); the residual stays with the survivors.
+          auto next = std::make_unique<gradwire::Communicator>(cp->respawn(global_step));
+          position[0] = epoch;
+          position[1] = static_cast<long long>(s);
+          share(*next);
+          auto next_sync = std::make_unique<fm::GradSync>(*next, model.param_count(), sc, sp);
+          sync_owner = std::move(next_sync);  // the old plan goes before its communicator
+          comm_owner = std::move(next);
+          cp = comm_owner.get();
+          sp = sync_owner.get();
+          rank = cp->rank();
+          size = cp->size();
+          root = rank == 0;
+          global_step = static_cast<std::size_t>(cp->resume_step());
+          // Back to full size: the same shards; still shrunk (the replacement failed): the
+          // examples seen so far re-sharded over the survivors, as under shrink.
+          const std::size_t seen = static_cast<std::size_t>(position[1]) * old_batch;
+          global_batch = a.batch * static_cast<std::size_t>(size);
+          steps = n_train / global_batch;
+          s = seen / global_batch;
+          mine = perm.data() + static_cast<std::size_t>(rank) * steps * a.batch;
+          if (root) {
+            std::printf("epoch %3d: %s\nepoch %3d: respawned: %d ranks at step %zu (was %d); "
+                        "resuming at step %zu of %zu\n",
+                        epoch, e.what(), epoch, size, global_step, before, s, steps);
+            std::fflush(stdout);
+          }
+          --s;
+          continue;
+        }
         auto next = std::make_unique<gradwire::Communicator>(cp->shrink());
         auto next_sync = std::make_unique<fm::GradSync>(*next, *sp);
         sync_owner = std::move(next_sync);  // the old plan goes before its communicator

@@ -3,7 +3,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include <mpi.h>
 
@@ -17,6 +19,12 @@ enum class OnTimeout {
   Abort,   // print the error, abort the NCCL communicator, then MPI_Abort the job (default)
   Return,  // throw gradwire::Error(ErrorCode::Timeout); the request stays pending
 };
+
+// Where a buffer lives. Auto asks the CUDA runtime (host in builds without CUDA), and only
+// once some GPU's primary context (the runtime's, PyTorch's) is active, so a host-only job
+// never gets a context made on GPU 0 by the question; memory of a context made through the
+// driver API alone is not recognised: pass Device.
+enum class Memory { Auto, Host, Device };
 
 struct Options {
   // Deadline of every wait, in seconds: at most 1e6, or HUGE_VAL for none. <= 0 takes
@@ -45,20 +53,29 @@ struct Options {
   // an MPI with ULFM, run under `mpirun --with-ft ulfm`): every survivor throws
   // Error(PeerFailed) naming the lost ranks, from the call the death interrupted or, where
   // that call had already completed, from the next one; shrink() then gives a communicator
-  // of the survivors (docs/fault-tolerance.md). Unset takes GRADWIRE_ON_FAILURE=abort|shrink.
-  enum class FailurePolicy { FromEnv, Abort, Shrink } on_failure = FailurePolicy::FromEnv;
+  // of the survivors (docs/fault-tolerance.md). Respawn: the same, and respawn() then also
+  // starts one replacement per lost rank and gives a communicator of the original size and
+  // numbering. Unset takes GRADWIRE_ON_FAILURE=abort|shrink|respawn.
+  enum class FailurePolicy { FromEnv, Abort, Shrink, Respawn } on_failure = FailurePolicy::FromEnv;
   // The timeline (docs/timeline.md): a Chrome trace of every collective and plan run, written
   // by rank 0 to this path when the communicator is destroyed or finalized. Empty takes
   // GRADWIRE_TIMELINE (unset: off). One timeline per process: communicators made while one
   // records (splits, later ones) record into it.
   std::string timeline;
+  // What respawn() and grow() start: program and arguments. Empty: this process's own
+  // (/proc/self/exe and its arguments). Joiners get this rank's environment.
+  std::vector<std::string> spawn_command;
 };
 
-// Where a buffer lives. Auto asks the CUDA runtime (host in builds without CUDA), and only
-// once some GPU's primary context (the runtime's, PyTorch's) is active, so a host-only job
-// never gets a context made on GPU 0 by the question; memory of a context made through the
-// driver API alone is not recognised: pass Device.
-enum class Memory { Auto, Host, Device };
+// One buffer of application state handed to joining ranks (Communicator::share_state). The
+// name and size must match on every rank.
+struct StateBuffer {
+  std::string name;
+  void* data = nullptr;
+  std::size_t count = 0;
+  DType dtype = DType::Float32;
+  Memory mem = Memory::Host;
+};
 
 class Communicator;
 
@@ -137,6 +154,30 @@ class Communicator {
   // one stays failed. Plans are rebuilt on the new one (Plan::carry_residual keeps their
   // error feedback). Unsupported in builds without ULFM.
   Communicator shrink();
+
+  // Elastic membership (ULFM builds; docs/fault-tolerance.md, "Growing back"). Each is
+  // collective, bounded by GRADWIRE_INIT_TIMEOUT per step, and ends the same way on every
+  // rank. `step` is where the caller is; the result's resume_step() is the largest over the
+  // callers, and share_state() sends from the lowest rank that gave it.
+  //
+  // respawn(): after PeerFailed under FailurePolicy::Respawn, shrinks, spawns one replacement
+  // per lost rank (Options::spawn_command) and merges: rank r is rank r again. If the spawn
+  // fails or a replacement dies before it is merged in, every survivor gets the shrunk
+  // communicator instead (same size on all). Without a failure: a copy.
+  Communicator respawn(std::uint64_t step);
+  // At a step boundary (every rank calls it with the same n >= 0): spawns n more processes;
+  // they take ranks size()..size()+n-1. On an agreed failure to start them, the result is
+  // this communicator again. Unsupported without ULFM; InvalidArgument if n differs by rank.
+  Communicator grow(int n, std::uint64_t step);
+  // True in a process that a respawn() or grow() started: its constructor joined the running
+  // job instead of making a communicator of `comm` (MPI_Comm_get_parent and GRADWIRE_JOIN).
+  bool joined() const;
+  static bool joining();  // before the constructor: whether it will join
+  std::uint64_t resume_step() const;  // agreed step of the last membership change (0: none)
+  // Collective: every rank gets the source rank's buffers (the lowest rank at resume_step()
+  // that was a member before; rank 0 after no membership change). Mismatch on every rank if
+  // names, counts or dtypes differ.
+  void share_state(const std::vector<StateBuffer>& buffers);
 
   // Releases MPI/NCCL resources; any later call fails with ErrorCode::Finalized.
   void finalize();

@@ -236,6 +236,32 @@ gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv
 gw_status_t gw_plan_predicted(gw_plan_t plan, double* predicted_s, double* dense_s,
                               double* compressed_s);
 
+/* ---- elastic membership (ULFM builds; docs/fault-tolerance.md, "Growing back") ----
+ * Collective, each step bounded by GRADWIRE_INIT_TIMEOUT and its outcome the same on every
+ * rank. GW_UNSUPPORTED without ULFM. step: where the caller is; see gw_comm_resume_step. */
+/* After GW_PEER_FAILED under GRADWIRE_ON_FAILURE=respawn: shrink, start one replacement per
+ * lost rank (this program and arguments), merge in the original numbering. If that fails,
+ * *out is the survivors' communicator on every rank (compare gw_comm_size). */
+gw_status_t gw_comm_respawn(gw_comm_t comm, uint64_t step, gw_comm_t* out);
+/* At a step boundary, the same n on every rank: start n more processes (ranks size..). On an
+ * agreed failure *out is a communicator of the same ranks as comm. */
+gw_status_t gw_comm_grow(gw_comm_t comm, int n, uint64_t step, gw_comm_t* out);
+/* 1 in a process that gw_comm_respawn/gw_comm_grow started (gw_comm_create joined the job). */
+gw_status_t gw_comm_joined(gw_comm_t comm, int* joined);
+/* The agreed (largest) step of the last membership change; 0 without one. */
+gw_status_t gw_comm_resume_step(gw_comm_t comm, uint64_t* step);
+typedef struct gw_state_buffer {
+  const char* name; /* must match on every rank, with count and dtype */
+  void* data;       /* host memory */
+  size_t count;
+  gw_dtype_t dtype;
+} gw_state_buffer_t;
+/* Collective: every rank receives the buffers of the source rank (the lowest former member
+ * at the resume step). GW_MISMATCH on every rank if the lists differ. */
+gw_status_t gw_comm_share_state(gw_comm_t comm, const gw_state_buffer_t* buffers, size_t n);
+/* The joiner's side of gw_plan_carry_residual (it has no old plan): collective with it. */
+gw_status_t gw_plan_join_residual(gw_plan_t plan);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

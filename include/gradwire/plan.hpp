@@ -169,6 +169,10 @@ class Plan {
   // shrunk from) by global element range, as a save/load through a file would, without
   // touching `from`'s communicator. Residual held by lost ranks is gone.
   void carry_residual(const Plan& from);
+  // The same after a membership change (Communicator::respawn/grow): ranks that were members
+  // pass their old plan, joiners nullptr. Survivors share their total; joiners start at zero
+  // (allgather plans: the holder of each range takes it). Conserves the survivors' total.
+  void carry_residual(const Plan* from);
 
   struct Impl;
 

@@ -19,26 +19,28 @@ FaultState::~FaultState() {
   if (!down && survivors != MPI_COMM_NULL) MPI_Comm_free(&survivors);
 }
 
-bool resolve_on_failure(Options::FailurePolicy p) {
-  bool shrink = p == Options::FailurePolicy::Shrink;
-  if (p == Options::FailurePolicy::FromEnv) {
+Options::FailurePolicy resolve_on_failure(Options::FailurePolicy p) {
+  using P = Options::FailurePolicy;
+  if (p == P::FromEnv) {
     const std::string v = env_string("GRADWIRE_ON_FAILURE");
-    if (!v.empty() && v != "abort" && v != "shrink") {
-      throw Error(ErrorCode::InvalidArgument,
-                  "gradwire: GRADWIRE_ON_FAILURE='" + v + "' is not one of: abort, shrink");
+    if (!v.empty() && v != "abort" && v != "shrink" && v != "respawn") {
+      throw Error(ErrorCode::InvalidArgument, "gradwire: GRADWIRE_ON_FAILURE='" + v +
+                                                  "' is not one of: abort, shrink, respawn");
     }
-    shrink = v == "shrink";
+    p = v == "shrink" ? P::Shrink : v == "respawn" ? P::Respawn : P::Abort;
   }
 #if !GRADWIRE_HAVE_ULFM
-  if (shrink) {
+  if (p != P::Abort) {
     throw Error(ErrorCode::Unsupported,
-                "gradwire: GRADWIRE_ON_FAILURE=shrink needs an MPI with the ULFM extension "
-                "(MPIX_Comm_shrink; Open MPI 5, run with mpirun --with-ft ulfm); this build's "
-                "MPI has none: rebuild with -DMPI_HOME=<Open MPI 5 prefix> (scripts/setup.sh "
-                "--ompi5 installs one)");
+                std::string("gradwire: GRADWIRE_ON_FAILURE=") +
+                    (p == P::Shrink ? "shrink" : "respawn") +
+                    " needs an MPI with the ULFM extension "
+                    "(MPIX_Comm_shrink; Open MPI 5, run with mpirun --with-ft ulfm); this build's "
+                    "MPI has none: rebuild with -DMPI_HOME=<Open MPI 5 prefix> (scripts/setup.sh "
+                    "--ompi5 installs one)");
   }
 #endif
-  return shrink;
+  return p;
 }
 
 void check_not_failed(const Communicator::Impl& c, const CallInfo& call) {
@@ -148,15 +150,17 @@ void on_mpi_error(const Communicator::Impl& c, int rc, const CallInfo& call, con
   for (int r : f.lost) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
   f.failed = true;
   f.failure = "peer failed: " + std::to_string(f.lost.size()) + " rank(s) lost: ranks " + ranks +
-              " (" + cause + "); call shrink() to go on with the survivors";
+              " (" + cause + (f.respawn ? "); call respawn() to grow back, or shrink() to go on with the survivors"
+                          : "); call shrink() to go on with the survivors");
   c.fail(ErrorCode::PeerFailed, call, f.failure);
 }
 
 MPI_Comm take_survivors(Communicator::Impl& c, const CallInfo& call) {
   if (!c.fault || !c.fault->shrink) {
     c.fail(ErrorCode::InvalidArgument, call,
-           "shrink() needs the shrink failure policy (Options::on_failure or "
-           "GRADWIRE_ON_FAILURE=shrink)");
+           std::string(call.collective) + "() needs the " + call.collective +
+               " failure policy (Options::on_failure or GRADWIRE_ON_FAILURE=" + call.collective +
+               ")");
   }
   FaultState& f = *c.fault;
   MPI_Comm out = MPI_COMM_NULL;

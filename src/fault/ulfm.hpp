@@ -17,6 +17,7 @@ namespace gradwire::detail {
 // hence held by pointer.
 struct FaultState {
   bool shrink = false;                 // the policy: PeerFailed and shrink() instead of abort
+  bool respawn = false;                // ... and respawn() may grow back (implies shrink)
   bool failed = false;                 // a peer died; every later call fails the same way
   std::string failure;                 // what every later call repeats
   std::vector<int> lost;               // ranks of the communicator that died
@@ -25,9 +26,9 @@ struct FaultState {
   ~FaultState();
 };
 
-// Options::on_failure, or GRADWIRE_ON_FAILURE=abort|shrink when unset. true: shrink.
-// Throws InvalidArgument for another value, Unsupported for shrink without ULFM.
-bool resolve_on_failure(Options::FailurePolicy p);
+// Options::on_failure, or GRADWIRE_ON_FAILURE=abort|shrink|respawn when unset; never FromEnv.
+// Throws InvalidArgument for another value, Unsupported for shrink or respawn without ULFM.
+Options::FailurePolicy resolve_on_failure(Options::FailurePolicy p);
 
 // Called with every failed MPI return code. When the error means a peer died (or another
 // rank revoked the communicator after seeing it die): under shrink, revokes every watched

@@ -83,7 +83,140 @@ TEST(OnFailure, ShrinkNeedsTheShrinkPolicy) {
   }
 }
 
+// Elastic membership with nobody lost: respawn() is a copy; the agreed step is the largest
+// given and the state comes from the lowest rank that gave it.
+TEST(OnFailure, RespawnWithoutFailureAgreesOnStepAndSource) {
+  Options o;
+  o.on_failure = Options::FailurePolicy::Respawn;
+  Communicator c(MPI_COMM_WORLD, o);
+  const int last = c.size() - 1;
+  Communicator r = c.respawn(static_cast<std::uint64_t>(c.rank() == last ? 9 : 4));
+  EXPECT_EQ(r.size(), c.size());
+  EXPECT_EQ(r.rank(), c.rank());
+  EXPECT_FALSE(r.joined());
+  EXPECT_EQ(r.resume_step(), 9u);
+  std::vector<int> state(3, r.rank());
+  r.share_state({{"state", state.data(), state.size(), gradwire::DType::Int32}});
+  EXPECT_EQ(state, std::vector<int>(3, last));  // the source: the only rank at step 9
+}
+
+TEST(OnFailure, GrowByZeroKeepsTheCommunicator) {
+  Communicator c(MPI_COMM_WORLD, shrink_policy());
+  Communicator g = c.grow(0, 5);
+  EXPECT_EQ(g.size(), c.size());
+  EXPECT_EQ(g.resume_step(), 5u);
+  int x = 1;
+  g.allreduce(&x, &x, 1, gradwire::DType::Int32, gradwire::ReduceOp::Sum);
+  EXPECT_EQ(x, g.size());
+}
+
+TEST(OnFailure, CAbiGrowByZeroAndShareState) {
+  gw_comm_t h = nullptr, out = nullptr;
+  ASSERT_EQ(gw_comm_create(MPI_COMM_WORLD, &h), GW_SUCCESS) << gw_last_error();
+  ASSERT_EQ(gw_comm_grow(h, 0, 3, &out), GW_SUCCESS) << gw_last_error();
+  uint64_t step = 0;
+  int joined = -1, rank = -1;
+  EXPECT_EQ(gw_comm_resume_step(out, &step), GW_SUCCESS);
+  EXPECT_EQ(step, 3u);
+  EXPECT_EQ(gw_comm_joined(out, &joined), GW_SUCCESS);
+  EXPECT_EQ(joined, 0);
+  gw_comm_rank(out, &rank);
+  double w[2] = {static_cast<double>(rank), 1.5 * rank};
+  const gw_state_buffer_t b = {"w", w, 2, GW_FLOAT64};
+  ASSERT_EQ(gw_comm_share_state(out, &b, 1), GW_SUCCESS) << gw_last_error();
+  EXPECT_EQ(w[0], 0.0);  // from rank 0: every rank gave the same step
+  EXPECT_EQ(w[1], 0.0);
+  const gw_state_buffer_t unnamed = {nullptr, w, 2, GW_FLOAT64};
+  EXPECT_EQ(gw_comm_share_state(out, &unnamed, 1), GW_INVALID_ARGUMENT);
+  gw_comm_destroy(&out);
+  gw_comm_destroy(&h);
+}
+
+TEST(OnFailure, GrowCountMustAgree) {
+  Communicator c(MPI_COMM_WORLD, shrink_policy());
+  if (c.size() < 2) GTEST_SKIP() << "needs two ranks to disagree";
+  try {
+    c.grow(c.rank() == 0 ? 1 : 0, 0);
+    ADD_FAILURE() << "grow() with different n accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_THAT(e.what(), HasSubstr("n differs between ranks (from 0 to 1)"));
+  }
+}
+
+TEST(OnFailure, ShareStateMismatchFailsEveryRank) {
+  Communicator c(MPI_COMM_WORLD, shrink_policy());
+  if (c.size() < 2) GTEST_SKIP() << "needs two ranks to disagree";
+  std::vector<float> w(8, 1.0f);
+  const std::size_t n = c.rank() == c.size() - 1 ? 7 : 8;
+  try {
+    c.share_state({{"weights", w.data(), n, gradwire::DType::Float32}});
+    ADD_FAILURE() << "share_state with different counts accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Mismatch);
+    EXPECT_THAT(e.what(), HasSubstr("the source rank 0 names {weights[8 float32]}"));
+  }
+}
+
+TEST(OnFailure, RespawnNeedsTheRespawnPolicy) {
+  Communicator c(MPI_COMM_WORLD, shrink_policy());
+  try {
+    c.respawn(0);
+    ADD_FAILURE() << "respawn() under the shrink policy";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_THAT(e.what(), HasSubstr("needs the respawn failure policy"));
+  }
+}
+
 #else
+
+// Without ULFM, asking for respawn or growing says what it needs, on every rank.
+TEST(OnFailure, RespawnPolicyNeedsUlfm) {
+  Options o;
+  o.on_failure = Options::FailurePolicy::Respawn;
+  try {
+    Communicator c(MPI_COMM_WORLD, o);
+    ADD_FAILURE() << "respawn policy accepted without ULFM";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Unsupported);
+    EXPECT_THAT(e.what(), HasSubstr("GRADWIRE_ON_FAILURE=respawn needs an MPI with the ULFM extension"));
+  }
+  setenv("GRADWIRE_ON_FAILURE", "respawn", 1);
+  gw_comm_t h = nullptr;
+  EXPECT_EQ(gw_comm_create(MPI_COMM_WORLD, &h), GW_UNSUPPORTED);
+  EXPECT_THAT(gw_last_error(), HasSubstr("--with-ft ulfm"));
+  unsetenv("GRADWIRE_ON_FAILURE");
+}
+
+TEST(OnFailure, GrowAndRespawnAreUnsupported) {
+  Communicator c(MPI_COMM_WORLD);
+  for (int respawn = 0; respawn < 2; ++respawn) {
+    try {
+      if (respawn) {
+        c.respawn(0);
+      } else {
+        c.grow(1, 0);
+      }
+      ADD_FAILURE() << "growing without ULFM";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::Unsupported);
+      EXPECT_THAT(e.what(), HasSubstr(respawn ? "respawn() needs an MPI with the ULFM extension"
+                                              : "grow() needs an MPI with the ULFM extension"));
+    }
+  }
+  gw_comm_t h = nullptr, out = nullptr;
+  ASSERT_EQ(gw_comm_create(MPI_COMM_WORLD, &h), GW_SUCCESS);
+  EXPECT_EQ(gw_comm_grow(h, 2, 0, &out), GW_UNSUPPORTED);
+  EXPECT_EQ(out, nullptr);
+  EXPECT_THAT(gw_last_error(), HasSubstr("MPIX_Comm_agree"));
+  EXPECT_EQ(gw_comm_respawn(h, 0, &out), GW_UNSUPPORTED);
+  EXPECT_EQ(out, nullptr);
+  int joined = -1;
+  EXPECT_EQ(gw_comm_joined(h, &joined), GW_SUCCESS);
+  EXPECT_EQ(joined, 0);
+  gw_comm_destroy(&h);
+}
 
 // Without ULFM, asking for shrink says what it needs, at construction.
 TEST(OnFailure, ShrinkPolicyNeedsUlfm) {
