@@ -2,15 +2,16 @@
 # The Python tier: installs the gradwire package (pip install ./python, into a venv cached
 # between runs) and runs its pytest suite under mpirun at 1, 2, 3 and 4 ranks, plus the
 # failure tests that launch their own jobs. Idempotent; scripts/test.sh calls it.
-#   GRADWIRE_VENV   the virtual environment (default /opt/gradwire-venv; made, with
-#                   PyTorch from PyPI, when missing)
-#   GRADWIRE_PY_CUDA, GRADWIRE_PY_NCCL  CUDA/NCCL of the package's build (default OFF here: the
-#                   CPU tier; gpu_check.sh builds with AUTO)
-#   GRADWIRE_PY_NP  rank counts (default "1 2 3 4")
+#   GW_PY_VENV   the virtual environment (default /opt/gradwire-venv; made, with PyTorch
+#                from PyPI, when missing)
+#   GW_PY_CUDA, GW_PY_NCCL  CUDA/NCCL of the package's build (default OFF here, the CPU tier;
+#                AUTO on a GPU machine: GW_PY_CUDA=AUTO GW_PY_NCCL=AUTO scripts/test_python.sh)
+#   GW_PY_NP     rank counts (default "1 2 3 4")
+# (Not GRADWIRE_*: the library warns about GRADWIRE_ variables it does not know.)
 # Exits non-zero on any failure.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv=${GRADWIRE_VENV:-/opt/gradwire-venv}
+venv=${GW_PY_VENV:-/opt/gradwire-venv}
 py=$venv/bin/python
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
@@ -30,8 +31,8 @@ fi
 
 # Reinstall the package only when its sources changed since the last install (a stamp in the
 # fixed build directory; the build itself is incremental and goes through ccache).
-cuda=${GRADWIRE_PY_CUDA:-OFF}
-nccl=${GRADWIRE_PY_NCCL:-OFF}
+cuda=${GW_PY_CUDA:-OFF}
+nccl=${GW_PY_NCCL:-OFF}
 stamp=$root/python/build/installed-$cuda-$nccl.stamp
 site=$("$py" -c "import sysconfig; print(sysconfig.get_paths()['platlib'])")
 changed=$(find "$root/src" "$root/include" "$root/collectives" "$root/cuda" "$root/cmake" \
@@ -41,19 +42,24 @@ if [ ! -f "$stamp" ] || [ -n "$changed" ] || [ ! -f "$site/gradwire/lib/libgradw
   echo "test_python.sh: pip install ./python (CUDA=$cuda NCCL=$nccl)"
   mkdir -p "$root/python/build"
   touch "$stamp.new"
-  if command -v ccache >/dev/null; then export GRADWIRE_CCACHE=ccache; fi
-  GRADWIRE_CUDA=$cuda GRADWIRE_NCCL=$nccl "$venv/bin/pip" install -q --no-build-isolation \
+  launcher=""
+  if command -v ccache >/dev/null; then launcher=ccache; fi
+  GW_PY_CCACHE=$launcher GW_PY_CUDA=$cuda GW_PY_NCCL=$nccl "$venv/bin/pip" install -q --no-build-isolation \
     "$root/python" >"$root/python/build/pip.log" 2>&1 || { tail -40 "$root/python/build/pip.log"; exit 1; }
   mv "$stamp.new" "$stamp"
 fi
 
 status=0
 cd "$root/python/tests" || exit 1
-for np in ${GRADWIRE_PY_NP:-1 2 3 4}; do
+# Each rank count saves a hook checkpoint here and loads the previous count's.
+GW_PY_STATE_DIR=$(mktemp -d)
+export GW_PY_STATE_DIR
+trap 'rm -rf "$GW_PY_STATE_DIR"' EXIT
+for np in ${GW_PY_NP:-1 2 3 4}; do
   echo "=== python tests, $np rank(s) ==="
   # -p no:cacheprovider: ranks must not race on .pytest_cache; --timeout is the watchdog of
   # last resort (each test is bounded by GRADWIRE_TIMEOUT itself).
-  timeout 600 mpirun --oversubscribe -np "$np" -x GRADWIRE_TIMEOUT=30 \
+  timeout 900 mpirun --oversubscribe -np "$np" -x GRADWIRE_TIMEOUT=60 \
     "$py" -m pytest -q -p no:cacheprovider -x ranked/ || status=1
 done
 echo "=== python tests, failure cases (their own mpirun jobs) ==="

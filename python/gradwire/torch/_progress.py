@@ -60,8 +60,12 @@ class Progress:
                     return False
                 result = finish()
         except BaseException as e:  # every error reaches the training loop through the future
-            future.set_exception(e if isinstance(e, errors.Error) else
-                                 errors.InternalError(f"gradwire hook: {e!r}"))
+            # DDP reraises it as a RuntimeError carrying this text: name the class in it.
+            if isinstance(e, errors.Error):
+                e = type(e)(f"gradwire.{type(e).__name__}: {e}", code=e.code)
+            else:
+                e = errors.InternalError(f"gradwire hook: {e!r}")
+            future.set_exception(e)
             return True
         future.set_result(result)
         return True

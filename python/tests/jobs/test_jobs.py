@@ -32,12 +32,13 @@ def test_a_rank_that_raises_fails_every_rank_within_the_deadline():
     p, lines, elapsed = run_job("raise")
     assert p.returncode != 0
     assert "ValueError: injected failure on rank 1" in lines.get(1, ""), p.stdout + p.stderr
-    for r in (0, 2):  # the survivors: gradwire's timeout, naming what they waited for
-        assert "gradwire" in lines.get(r, "") and "GW_TIMEOUT" not in lines.get(r, "x"), \
-            p.stdout + p.stderr
-        assert "Timeout" in lines[r] or "timed out" in lines[r] or "deadline" in lines[r], lines[r]
-    # Import, init and three steps, then one deadline, then the exit's bounded teardown.
-    assert elapsed < 120, elapsed
+    for r in (0, 2):  # the survivors: gradwire's timeout, naming the rank that is missing
+        line = lines.get(r, "")
+        assert "gradwire.TimeoutError" in line, p.stdout + p.stderr
+        assert "GRADWIRE_TIMEOUT" in line and "rank(s) 1 have not reached" in line, line
+        # Three steps, then one deadline (the poll) and its bounded wait: not a hang.
+        after = float(line.rsplit("(after ", 1)[1].split(" s)")[0])
+        assert after < 3 * TIMEOUT_S + 30, line
 
 
 def test_a_rank_that_dies_ends_the_job():
@@ -46,7 +47,7 @@ def test_a_rank_that_dies_ends_the_job():
     p, lines, elapsed = run_job("die")
     assert p.returncode != 0
     assert 1 not in lines
-    assert elapsed < 120, elapsed
+    assert elapsed < 240, elapsed  # start-up of three Pythons on a loaded machine included
 
 
 def test_mpi4py_first():

@@ -1,0 +1,32 @@
+"""Test accuracy of examples/torch/train_fashion_mnist.py at 4 ranks, DDP's default allreduce
+beside gradwire's hook (q8, q4, top-k 1 % with DGC, PowerSGD rank 4), one seed per launch:
+the five trainings run one after another in one process per rank, so the (slow, on a loaded
+machine) start of Python and PyTorch is paid once per seed.
+
+    mpirun -np 4 python bench/torch/fashion_mnist_accuracy.py SEED STEPS
+
+Prints `config NAME` before each training's own lines."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "examples", "torch"))
+import train_fashion_mnist  # noqa: E402
+
+CONFIGS = [
+    ("ddp", []),
+    ("q8", ["--gradwire", "codec=q8,algorithm=sra"]),
+    ("q4", ["--gradwire", "codec=q4,algorithm=sra"]),
+    # DGC: momentum correction in the plan (the optimizer has none), density warm-up.
+    ("topk-dgc", ["--gradwire",
+                  "codec=topk:0.01,algorithm=sparse-allgather,momentum=0.9,warmup_steps=60",
+                  "--momentum", "0"]),
+    ("powersgd-r4", ["--gradwire", "codec=none,algorithm=powersgd,powersgd_rank=4"]),
+]
+
+seed, steps = sys.argv[1], sys.argv[2]
+rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", 0))
+for name, extra in CONFIGS:
+    if rank == 0:
+        print(f"config {name}", flush=True)
+    train_fashion_mnist.main(["--epochs", "1", "--max-steps", steps, "--seed", seed, *extra])
