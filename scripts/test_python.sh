@@ -60,9 +60,9 @@ for np in ${GW_PY_NP:-1 2 3 4}; do
   # -p no:cacheprovider: ranks must not race on .pytest_cache; --timeout is the watchdog of
   # last resort (each test is bounded by GRADWIRE_TIMEOUT itself).
   timeout 900 mpirun --oversubscribe -np "$np" -x GRADWIRE_TIMEOUT=60 \
-    "$py" -m pytest -q -p no:cacheprovider -x ranked/ || status=1
+    "$py" -m pytest -q -p no:cacheprovider --color=no -x ranked/ || status=1
 done
 echo "=== python tests, failure cases (their own mpirun jobs) ==="
-timeout 600 "$py" -m pytest -q -p no:cacheprovider failures/ || status=1
+timeout 600 "$py" -m pytest -q -p no:cacheprovider --color=no jobs/ || status=1
 [ $status -eq 0 ] && echo "test_python.sh: passed" || echo "test_python.sh: FAILED"
 exit $status
