@@ -165,6 +165,11 @@ class GradwireHook:
             self.iter += 1
         return fut
 
+    def _record_failure(self, error):
+        """A reduction failed (its future carries the error): later hook calls raise it."""
+        if self._failed is None:
+            self._failed = error
+
     def _plain(self, buf, bucket):
         """Until DDP has rebuilt its buckets (after the first backward): a plain average."""
         if buf.is_cuda:
@@ -175,7 +180,7 @@ class GradwireHook:
         with self._progress.lock:
             req = self._world.iallreduce(buf.data_ptr(), buf.data_ptr(), buf.numel(), name,
                                          "avg", keep=buf)
-        self._progress.submit([req], fut, lambda: buf)
+        self._progress.submit([req], fut, lambda: buf, self._record_failure)
         return fut
 
     def _bucket_for(self, key, buf, bucket):
@@ -207,7 +212,7 @@ class GradwireHook:
                 requests.append(self._world.iallreduce(dbuf.data_ptr(), dbuf.data_ptr(),
                                                        dbuf.numel(), b.dtype, "avg",
                                                        keep=dbuf))
-        self._progress.submit(requests, fut, lambda: b.unpack(buf))
+        self._progress.submit(requests, fut, lambda: b.unpack(buf), self._record_failure)
         return fut
 
     def _planned_cuda(self, b, buf, cbuf, dbuf):

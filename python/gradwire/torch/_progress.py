@@ -17,9 +17,9 @@ class Progress:
         self._thread = threading.Thread(target=self._loop, name="gradwire-progress", daemon=True)
         self._thread.start()
 
-    def submit(self, requests, future, finish):
+    def submit(self, requests, future, finish, on_error=None):
         with self._cv:
-            self._pending.append([list(requests), future, finish, time.monotonic()])
+            self._pending.append([list(requests), future, finish, time.monotonic(), on_error])
             self._cv.notify()
 
     def idle(self):
@@ -48,7 +48,7 @@ class Progress:
 
     def _advance(self, item):
         """True once the item is finished (completed or failed)."""
-        requests, future, finish, posted = item
+        requests, future, finish, posted, on_error = item
         try:
             with self.lock:
                 if time.monotonic() - posted > self._timeout_s:
@@ -65,6 +65,8 @@ class Progress:
                 e = type(e)(f"gradwire.{type(e).__name__}: {e}", code=e.code)
             else:
                 e = errors.InternalError(f"gradwire hook: {e!r}")
+            if on_error is not None:
+                on_error(e)
             future.set_exception(e)
             return True
         future.set_result(result)
