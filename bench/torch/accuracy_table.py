@@ -9,7 +9,8 @@ import sys
 TARGETS = {"q8": 0.2, "q4": 0.2, "topk-dgc": 0.3, "topk-dgc-w120": 0.3, "powersgd-r4": 0.5}
 directory = sys.argv[1]
 acc, algo = {}, {}
-for name in sorted(os.listdir(directory)):
+# extra-*.log last: a later launch's row replaces an earlier one of the same config and seed.
+for name in sorted(os.listdir(directory), key=lambda n: (n.startswith("extra"), n)):
     m = re.fullmatch(r"(?:seed|extra-seeds?)(\d+)\.log", name)
     if not m:
         continue

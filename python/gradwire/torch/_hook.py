@@ -61,8 +61,14 @@ class _Bucket:
         # and sends 16-bit ones dense); the cast happens in the packing copy.
         half = buf.dtype in (torch.float16, torch.bfloat16)
         self.plan_dtype = "float32" if half else self.dtype
+        # DGC's momentum correction moves momentum from the optimizer into the plans, so the
+        # dense part needs it too: a dense plan that keeps the velocity (no masking: the whole
+        # velocity is sent every step, which is plain momentum on the average), float32.
+        momentum = hook._plan_options["momentum"]
+        dense_dtype = "float32" if (half and momentum > 0) else self.dtype
         # The whole bucket through one collective in place, or packed into our own buffers.
-        self.direct = len(self.ranges) == 1 and not (self.ranges[0][2] and half)
+        self.direct = len(self.ranges) == 1 and not (
+            half and (self.ranges[0][2] or dense_dtype != self.dtype))
         opts = dict(hook._plan_options)
         if opts.get("algorithm") == "powersgd":
             opts["shapes"] = shapes
@@ -71,13 +77,19 @@ class _Bucket:
             self.plan = core.Plan(hook._world, self.c_count, dtype=self.plan_dtype, op="avg",
                                   memory="device" if self.on_cuda else "host", **opts)
         self.dense_plan = None
-        if self.d_count and self.on_cuda:
-            self.dense_plan = core.Plan(hook._world, self.d_count, dtype=self.dtype, op="avg",
-                                        codec="none", algorithm="dense", memory="device")
+        if self.d_count and (self.on_cuda or momentum > 0):
+            dgc = {}
+            if momentum > 0:
+                dgc = dict(momentum=momentum, momentum_masking=False,
+                           clip_norm=hook._plan_options["clip_norm"])
+            self.dense_plan = core.Plan(hook._world, self.d_count, dtype=dense_dtype, op="avg",
+                                        codec="none", algorithm="dense",
+                                        memory="device" if self.on_cuda else "host", **dgc)
         if not self.direct:
             self.cbuf = torch.empty(self.c_count, dtype=torch.float32 if half else buf.dtype,
                                     device=buf.device)
-            self.dbuf = torch.empty(self.d_count, dtype=buf.dtype, device=buf.device)
+            self.dbuf = torch.empty(self.d_count, dtype=getattr(torch, dense_dtype),
+                                    device=buf.device)
 
     def _parts(self, buf):
         c = d = 0
@@ -208,7 +220,9 @@ class GradwireHook:
         with self._progress.lock:
             if cbuf is not None:
                 requests.append(b.plan.start(cbuf.data_ptr(), cbuf.data_ptr(), keep=cbuf))
-            if dbuf is not None:
+            if dbuf is not None and b.dense_plan is not None:
+                requests.append(b.dense_plan.start(dbuf.data_ptr(), dbuf.data_ptr(), keep=dbuf))
+            elif dbuf is not None:
                 requests.append(self._world.iallreduce(dbuf.data_ptr(), dbuf.data_ptr(),
                                                        dbuf.numel(), b.dtype, "avg",
                                                        keep=dbuf))

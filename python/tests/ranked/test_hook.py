@@ -85,6 +85,23 @@ def test_hook_equals_plan_bit_for_bit(world, codec, algorithm, dtype, view):
         assert torch.equal(p.grad, want[id(p)]), f"parameter {tuple(p.shape)} differs"
 
 
+def test_dgc_momentum_reaches_the_dense_parameters(world):
+    # With DGC's momentum correction the optimizer has no momentum, so the parameters that
+    # travel dense (here all of them) must get it from the hook: a dense plan keeping the
+    # velocity. Two backward passes on one batch without an optimizer step: u = g, then
+    # 0.5 u + g = 1.5 g, g the average DDP's own allreduce gives.
+    model, reference = mlp(), mlp()
+    d, r = ddp(model), ddp(reference)
+    hook = gwt.register(d, codec="topk:0.01", momentum=0.5, min_compress_numel=10**9)
+    x, y = batch(0, world.rank)
+    for _ in range(3):  # the first is plain (DDP's buckets settle); then u = g, u = 1.5 g
+        backward(d, x, y)
+    backward(r, x, y)
+    assert all(s["compressed_elements"] == 0 for s in hook.stats())
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, 1.5 * q.grad, rtol=1e-5, atol=1e-6)
+
+
 def train_state(world, hook_state=None, steps=3):
     """A q8 model trained `steps` steps (first one plain); returns model, ddp, hook."""
     model = mlp()
