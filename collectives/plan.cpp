@@ -192,6 +192,8 @@ struct Plan::Impl {
   void prepare_device();
   bool predict_native() const;
   void run_device(const void* send, void* recv, void* stream, bool wait_result);
+  // start() and start_on_stream(): null cuda_stream is the default stream.
+  Request start(const void* send, void* recv, void* cuda_stream);
   void check_device_pointers(const void* send, void* recv) {
     if (cfg.count > 0 && (!detail::is_device_pointer(send) || !detail::is_device_pointer(recv)))
       fail(ErrorCode::InvalidArgument,
@@ -806,8 +808,20 @@ void Plan::run(const void* send, void* recv) {
   p.record_run();
 }
 
-Request Plan::start(const void* send, void* recv) {
+Request Plan::start(const void* send, void* recv) { return impl_->start(send, recv, nullptr); }
+
+Request Plan::start_on_stream(const void* send, void* recv, void* cuda_stream) {
   Impl& p = *impl_;
+  if (p.cfg.memory != Memory::Device) {
+    p.fail(ErrorCode::InvalidArgument,
+           "start_on_stream takes a plan made with Memory::Device; this one is for host memory "
+           "(use start)");
+  }
+  return p.start(send, recv, cuda_stream);
+}
+
+Request Plan::Impl::start(const void* send, void* recv, void* cuda_stream) {
+  Impl& p = *this;
   if (p.cfg.memory == Memory::Device && !p.native) {
     p.fail(ErrorCode::Unsupported,
            "start: non-blocking requests are not implemented for device-memory plans staged "
@@ -817,7 +831,7 @@ Request Plan::start(const void* send, void* recv) {
   const detail::CurrentDevice on(p.gpu);
   if (p.native) {
     p.check_device_pointers(send, recv);
-    p.devpath->set_stream(nullptr);  // the default stream
+    p.devpath->set_stream(cuda_stream);  // null: the default stream
   }
   p.check_agreement();
   if (p.sw && p.sw->check_due(p.step)) p.agree_on_switch();
@@ -935,6 +949,12 @@ const PlanStats& Plan::stats() const { return impl_->stats; }
 void Plan::set_label(const std::string& label) { impl_->tl.label(label); }
 const PlanConfig& Plan::config() const { return impl_->cfg; }
 std::uint64_t Plan::step() const { return impl_->step; }
+
+void Plan::set_step(std::uint64_t step) {
+  Impl& p = *impl_;
+  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "set_step while a run is in flight");
+  p.step = step;
+}
 
 void Plan::reset_residual() {
   Impl& p = *impl_;

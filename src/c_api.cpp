@@ -326,6 +326,7 @@ gw_status_t gw_plan_config_init(gw_plan_config_t* config) {
     c.shape_count = 0;
     c.shapes = nullptr;
     c.balance_shards = 0;
+    c.memory = GW_MEMORY_HOST;
   });
 }
 
@@ -360,6 +361,9 @@ gw_status_t gw_plan_create(gw_comm_t comm, const gw_plan_config_t* config, gw_pl
     for (std::size_t i = 0; i < in.shape_count; ++i)
       cfg.shapes.push_back({in.shapes[2 * i], in.shapes[2 * i + 1]});
     cfg.balance_shards = in.balance_shards != 0;
+    if (in.memory != GW_MEMORY_HOST && in.memory != GW_MEMORY_DEVICE)
+      throw CError{GW_INVALID_ARGUMENT, "memory is neither GW_MEMORY_HOST nor GW_MEMORY_DEVICE"};
+    cfg.memory = in.memory == GW_MEMORY_DEVICE ? gradwire::Memory::Device : gradwire::Memory::Host;
     *out = new gw_plan_s{gradwire::Plan(c, cfg)};
   });
 }
@@ -510,6 +514,92 @@ gw_status_t gw_plan_join_residual(gw_plan_t plan) {
   return guarded("gw_plan_join_residual", [&] {
     need(plan, "plan handle is NULL").plan.carry_residual(nullptr);
   });
+}
+
+// ---- for bindings from other languages ----
+
+namespace {
+bool g_mpi_initialized_here = false;  // by gw_mpi_init, so gw_mpi_finalize may finalize it
+
+int mpi_level(gw_thread_level_t l) {
+  switch (l) {
+    case GW_THREAD_SINGLE: return MPI_THREAD_SINGLE;
+    case GW_THREAD_FUNNELED: return MPI_THREAD_FUNNELED;
+    case GW_THREAD_SERIALIZED: return MPI_THREAD_SERIALIZED;
+    case GW_THREAD_MULTIPLE: return MPI_THREAD_MULTIPLE;
+    default: break;
+  }
+  throw CError{GW_INVALID_ARGUMENT, "thread level is not one of GW_THREAD_*"};
+}
+
+gw_thread_level_t gw_level(int mpi) {
+  if (mpi == MPI_THREAD_MULTIPLE) return GW_THREAD_MULTIPLE;
+  if (mpi == MPI_THREAD_SERIALIZED) return GW_THREAD_SERIALIZED;
+  if (mpi == MPI_THREAD_FUNNELED) return GW_THREAD_FUNNELED;
+  return GW_THREAD_SINGLE;
+}
+
+void mpi_check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw gradwire::Error(ErrorCode::Mpi, std::string(what) + " failed: " + text);
+}
+}  // namespace
+
+gw_status_t gw_mpi_init(gw_thread_level_t required, gw_thread_level_t* provided,
+                        int* initialized_here) {
+  return guarded("gw_mpi_init", [&] {
+    const int want = mpi_level(required);
+    int finalized = 0, initialized = 0, got = MPI_THREAD_SINGLE;
+    MPI_Finalized(&finalized);
+    if (finalized) throw CError{GW_MPI_ERROR, "MPI is finalized already"};
+    MPI_Initialized(&initialized);
+    if (initialized) {
+      mpi_check(MPI_Query_thread(&got), "MPI_Query_thread");
+    } else {
+      mpi_check(MPI_Init_thread(nullptr, nullptr, want, &got), "MPI_Init_thread");
+      g_mpi_initialized_here = true;
+    }
+    if (provided) *provided = gw_level(got);
+    if (initialized_here) *initialized_here = initialized ? 0 : 1;
+  });
+}
+
+gw_status_t gw_mpi_finalize(void) {
+  return guarded("gw_mpi_finalize", [&] {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!g_mpi_initialized_here || finalized) return;
+    g_mpi_initialized_here = false;
+    mpi_check(MPI_Finalize(), "MPI_Finalize");
+  });
+}
+
+gw_status_t gw_mpi_comm_world_f(MPI_Fint* out) {
+  return guarded("gw_mpi_comm_world_f", [&] {
+    need(out, "out-pointer is NULL") = MPI_Comm_c2f(MPI_COMM_WORLD);
+  });
+}
+
+gw_status_t gw_plan_run_stream(gw_plan_t plan, const void* send, void* recv, void* cuda_stream) {
+  return guarded("gw_plan_run_stream", [&] {
+    need(plan, "plan handle is NULL").plan.run_on_stream(send, recv, cuda_stream);
+  });
+}
+
+gw_status_t gw_plan_start_stream(gw_plan_t plan, const void* send, void* recv,
+                                 void* cuda_stream, gw_request_t* req) {
+  return guarded("gw_plan_start_stream", [&] {
+    auto& p = need(plan, "plan handle is NULL").plan;
+    start(req, [&] { return p.start_on_stream(send, recv, cuda_stream); });
+  });
+}
+
+gw_status_t gw_plan_set_step(gw_plan_t plan, uint64_t step) {
+  return guarded("gw_plan_set_step",
+                 [&] { need(plan, "plan handle is NULL").plan.set_step(step); });
 }
 
 }  // extern "C"

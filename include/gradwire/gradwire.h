@@ -169,6 +169,13 @@ typedef enum gw_plan_collective {
   GW_PLAN_COLLECTIVE_MAX_ENUM_ = 0x7fffffff
 } gw_plan_collective_t;
 
+/* Where a plan's buffers live (gw_plan_config_t.memory). */
+typedef enum gw_memory {
+  GW_MEMORY_HOST = 0,   /* the default */
+  GW_MEMORY_DEVICE = 1, /* CUDA device memory: gw_plan_run_stream / gw_plan_start_stream */
+  GW_MEMORY_MAX_ENUM_ = 0x7fffffff
+} gw_memory_t;
+
 typedef struct gw_plan_config {
   gw_plan_collective_t collective; /* default GW_PLAN_ALLREDUCE */
   size_t count;                    /* allreduce: elements; allgather, reduce-scatter: per rank */
@@ -190,6 +197,8 @@ typedef struct gw_plan_config {
   const size_t* shapes;    /* 2 * shape_count values: rows, cols of each; NULL */
   /* 1: SRA's owned shards sized by each rank's measured codec speed (uneven ranks); 0 */
   int balance_shards;
+  /* Appended for the Python binding: GW_MEMORY_HOST (default) or GW_MEMORY_DEVICE. */
+  gw_memory_t memory;
 } gw_plan_config_t;
 
 typedef struct gw_plan_stats {
@@ -261,6 +270,44 @@ typedef struct gw_state_buffer {
 gw_status_t gw_comm_share_state(gw_comm_t comm, const gw_state_buffer_t* buffers, size_t n);
 /* The joiner's side of gw_plan_carry_residual (it has no old plan): collective with it. */
 gw_status_t gw_plan_join_residual(gw_plan_t plan);
+
+/* ---- for bindings from other languages (Python's gradwire package; docs/c-abi.md,
+ * "Bindings") ---- */
+
+/* MPI thread levels, named here because MPI's own constants are macros a foreign caller
+ * cannot read. */
+typedef enum gw_thread_level {
+  GW_THREAD_SINGLE = 0,
+  GW_THREAD_FUNNELED = 1,
+  GW_THREAD_SERIALIZED = 2,
+  GW_THREAD_MULTIPLE = 3,
+  GW_THREAD_LEVEL_MAX_ENUM_ = 0x7fffffff
+} gw_thread_level_t;
+
+/* Initializes MPI with MPI_Init_thread(required) unless it is initialized already (by mpi4py,
+ * say). *provided: the level MPI gives (asked with MPI_Query_thread where someone else
+ * initialized it); *initialized_here: 1 when this call initialized MPI. Either out-pointer
+ * may be NULL. GW_MPI_ERROR after MPI_Finalize. */
+gw_status_t gw_mpi_init(gw_thread_level_t required, gw_thread_level_t* provided,
+                        int* initialized_here);
+/* MPI_Finalize if gw_mpi_init initialized MPI and nobody finalized it yet; otherwise nothing
+ * (MPI belongs to whoever initialized it). Destroy every communicator first. */
+gw_status_t gw_mpi_finalize(void);
+/* MPI_COMM_WORLD's Fortran handle, for gw_comm_create_f from a language that cannot name
+ * MPI_COMM_WORLD (mpi4py users pass comm.py2f() instead). */
+gw_status_t gw_mpi_comm_world_f(MPI_Fint* out);
+
+/* Device-memory plans on cuda_stream (a cudaStream_t; NULL: the default stream): ordered
+ * after the work already on the stream, and work enqueued later on it sees the result.
+ * gw_plan_run_stream returns once the work is enqueued (plans staged through host memory)
+ * or done (plans on the GPU); gw_plan_start_stream is the request form, GPU plans only
+ * (GW_UNSUPPORTED for staged ones, whose executor is "host"). Host plans: GW_INVALID_ARGUMENT. */
+gw_status_t gw_plan_run_stream(gw_plan_t plan, const void* send, void* recv, void* cuda_stream);
+gw_status_t gw_plan_start_stream(gw_plan_t plan, const void* send, void* recv,
+                                 void* cuda_stream, gw_request_t* req);
+/* Restores gw_plan_step from a checkpoint (stochastic rounding and the density warm-up are
+ * keyed by it). Not collective; no run may be in flight. */
+gw_status_t gw_plan_set_step(gw_plan_t plan, uint64_t step);
 
 #ifdef __cplusplus
 } /* extern "C" */

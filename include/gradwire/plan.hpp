@@ -149,6 +149,10 @@ class Plan {
   void run(const void* send, void* recv);
   Request start(const void* send, void* recv);  // non-blocking; wait() on the request
   void run_on_stream(const void* send, void* recv, void* cuda_stream);  // device buffers
+  // start() on cuda_stream (a cudaStream_t; null: the default stream): Memory::Device plans on
+  // the GPU (stats().executor == "cuda") enqueue their work after what cuda_stream holds;
+  // staged device plans are Unsupported, as for start().
+  Request start_on_stream(const void* send, void* recv, void* cuda_stream);
 
   const PlanStats& stats() const;
   // Names this plan's runs on the timeline (docs/timeline.md), e.g. "bucket 3: fc.weight ..
@@ -157,6 +161,9 @@ class Plan {
   void set_label(const std::string& label);
   const PlanConfig& config() const;
   std::uint64_t step() const;  // runs so far; keys stochastic rounding
+  // Restores step() from a checkpoint, so a resumed run draws the same stochastic rounding
+  // and density warm-up as the run it continues. Not collective; every rank sets the same.
+  void set_step(std::uint64_t step);
 
   void reset_residual();
   // Collective. The file is keyed by global element range, so a run restarted on a different

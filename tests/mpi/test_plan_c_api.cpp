@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -119,6 +120,82 @@ TEST(PlanCApi, ReduceScatterPlan) {
   cfg.collective = static_cast<gw_plan_collective_t>(7);
   EXPECT_EQ(gw_plan_create(comm, &cfg, &plan), GW_INVALID_ARGUMENT);
   EXPECT_NE(std::string(gw_last_error()).find("_REDUCE_SCATTER"), std::string::npos) << gw_last_error();
+  EXPECT_EQ(gw_comm_destroy(&comm), GW_SUCCESS);
+}
+
+// The entry points a foreign-language binding needs (docs/c-abi.md, "Bindings").
+TEST(PlanCApi, BindingEntryPoints) {
+  // MPI is up (tests/mpi/main.cpp initialized it): gw_mpi_init only reports the level.
+  gw_thread_level_t level = GW_THREAD_LEVEL_MAX_ENUM_;
+  int here = -1;
+  ASSERT_EQ(gw_mpi_init(GW_THREAD_MULTIPLE, &level, &here), GW_SUCCESS) << gw_last_error();
+  EXPECT_EQ(here, 0);
+  int mpi_level = -1;
+  MPI_Query_thread(&mpi_level);
+  EXPECT_EQ(level == GW_THREAD_MULTIPLE, mpi_level == MPI_THREAD_MULTIPLE);
+  EXPECT_LE(static_cast<int>(level), static_cast<int>(GW_THREAD_MULTIPLE));
+  EXPECT_EQ(gw_mpi_init(static_cast<gw_thread_level_t>(9), nullptr, nullptr), GW_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(gw_last_error()).find("thread level"), std::string::npos);
+  // Not ours to finalize: a no-op that leaves MPI running.
+  EXPECT_EQ(gw_mpi_finalize(), GW_SUCCESS);
+  int finalized = 1;
+  MPI_Finalized(&finalized);
+  EXPECT_EQ(finalized, 0);
+
+  MPI_Fint world = 0;
+  EXPECT_EQ(gw_mpi_comm_world_f(nullptr), GW_INVALID_ARGUMENT);
+  ASSERT_EQ(gw_mpi_comm_world_f(&world), GW_SUCCESS);
+  gw_comm_t comm = nullptr;
+  ASSERT_EQ(gw_comm_create_f(world, &comm), GW_SUCCESS) << gw_last_error();
+  int P = 0, me = 0, world_size = 0;
+  gw_comm_size(comm, &P);
+  gw_comm_rank(comm, &me);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  EXPECT_EQ(P, world_size);
+
+  // set_step: without error feedback a stochastic q4 plan's output is a function of (input,
+  // step), so a plan moved to step 2 repeats what another plan did at its third run.
+  gw_plan_config_t cfg;
+  ASSERT_EQ(gw_plan_config_init(&cfg), GW_SUCCESS);
+  EXPECT_EQ(cfg.memory, GW_MEMORY_HOST);
+  const size_t n = 2048;
+  cfg.count = n;
+  cfg.codec = "q4";
+  cfg.algorithm = "sra";
+  cfg.op = GW_AVG;
+  cfg.error_feedback = 0;
+  cfg.seed = 11;
+  gw_plan_t a = nullptr, b = nullptr;
+  ASSERT_EQ(gw_plan_create(comm, &cfg, &a), GW_SUCCESS) << gw_last_error();
+  ASSERT_EQ(gw_plan_create(comm, &cfg, &b), GW_SUCCESS) << gw_last_error();
+  std::vector<float> x(n), ra(n), rb0(n), rb2(n);
+  for (size_t i = 0; i < n; ++i)
+    x[i] = std::sin(0.37f * static_cast<float>(i) + static_cast<float>(me));
+  for (int s = 0; s < 3; ++s) ASSERT_EQ(gw_plan_run(a, x.data(), ra.data()), GW_SUCCESS);
+  ASSERT_EQ(gw_plan_run(b, x.data(), rb0.data()), GW_SUCCESS);
+  ASSERT_EQ(gw_plan_set_step(b, 2), GW_SUCCESS) << gw_last_error();
+  uint64_t step = 0;
+  EXPECT_EQ(gw_plan_step(b, &step), GW_SUCCESS);
+  EXPECT_EQ(step, 2u);
+  ASSERT_EQ(gw_plan_run(b, x.data(), rb2.data()), GW_SUCCESS);
+  EXPECT_EQ(std::memcmp(ra.data(), rb2.data(), n * sizeof(float)), 0);
+  EXPECT_NE(std::memcmp(rb0.data(), rb2.data(), n * sizeof(float)), 0);  // step matters
+  EXPECT_EQ(gw_plan_set_step(nullptr, 1), GW_INVALID_ARGUMENT);
+
+  // Stream forms on a host plan: a clear error, no request handed out.
+  gw_request_t req = nullptr;
+  EXPECT_EQ(gw_plan_run_stream(a, x.data(), ra.data(), nullptr), GW_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(gw_last_error()).find("Memory::Device"), std::string::npos)
+      << gw_last_error();
+  EXPECT_EQ(gw_plan_start_stream(a, x.data(), ra.data(), nullptr, &req), GW_INVALID_ARGUMENT);
+  EXPECT_EQ(req, nullptr);
+  EXPECT_EQ(gw_plan_start_stream(nullptr, x.data(), ra.data(), nullptr, &req), GW_INVALID_ARGUMENT);
+  EXPECT_EQ(gw_plan_destroy(&a), GW_SUCCESS);
+  EXPECT_EQ(gw_plan_destroy(&b), GW_SUCCESS);
+
+  cfg.memory = static_cast<gw_memory_t>(5);
+  EXPECT_EQ(gw_plan_create(comm, &cfg, &a), GW_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(gw_last_error()).find("GW_MEMORY_DEVICE"), std::string::npos);
   EXPECT_EQ(gw_comm_destroy(&comm), GW_SUCCESS);
 }
 

@@ -1,0 +1,57 @@
+"""Jobs of their own (each test starts `mpirun -np 3`): a rank that raises or dies, and
+mpi4py initializing MPI before gradwire. Run by plain pytest, not under mpirun."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TIMEOUT_S = 8  # GRADWIRE_TIMEOUT of the jobs
+
+
+def run_job(mode, extra_mpirun=()):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMPI_COMM_WORLD", "OMPI_MCA_orte", "PMIX_", "OMPI_FILE"))}
+    env.update(GRADWIRE_TIMEOUT=str(TIMEOUT_S), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    start = time.monotonic()
+    p = subprocess.run(["mpirun", "--oversubscribe", *extra_mpirun, "-np", "3", sys.executable,
+                        os.path.join(HERE, "train_until.py"), mode],
+                       env=env, capture_output=True, text=True, timeout=300)
+    lines = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("rank "):
+            rank, _, rest = line[5:].partition(": ")
+            lines[int(rank)] = rest
+    return p, lines, time.monotonic() - start
+
+
+def test_a_rank_that_raises_fails_every_rank_within_the_deadline():
+    p, lines, elapsed = run_job("raise")
+    assert p.returncode != 0
+    assert "ValueError: injected failure on rank 1" in lines.get(1, ""), p.stdout + p.stderr
+    for r in (0, 2):  # the survivors: gradwire's timeout, naming the rank that is missing
+        line = lines.get(r, "")
+        assert "gradwire.TimeoutError" in line, p.stdout + p.stderr
+        assert "GRADWIRE_TIMEOUT" in line and "rank(s) 1 have not reached" in line, line
+        # Three steps, then one deadline (the poll) and its bounded wait: not a hang.
+        after = float(line.rsplit("(after ", 1)[1].split(" s)")[0])
+        assert after < 3 * TIMEOUT_S + 30, line
+
+
+def test_a_rank_that_dies_ends_the_job():
+    # Open MPI 4.1 ends the whole job when a rank exits without MPI_Finalize; the survivors
+    # stop rather than hang (builds with ULFM could shrink instead: docs/fault-tolerance.md).
+    p, lines, elapsed = run_job("die")
+    assert p.returncode != 0
+    assert 1 not in lines
+    assert elapsed < 240, elapsed  # start-up of three Pythons on a loaded machine included
+
+
+def test_mpi4py_first():
+    pytest.importorskip("mpi4py")
+    p, lines, _ = run_job("mpi4py")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert all("finished" in lines.get(r, "") for r in range(3)), p.stdout + p.stderr
