@@ -25,6 +25,8 @@ need=()
 "$py" -c "import numpy" 2>/dev/null || need+=(numpy)
 "$py" -c "import pytest" 2>/dev/null || need+=(pytest)
 "$py" -c "import scikit_build_core" 2>/dev/null || need+=("scikit-build-core>=0.10")
+# mpi4py (built against the system MPI): the tests check that gradwire coexists with it.
+"$py" -c "import mpi4py" 2>/dev/null || need+=(mpi4py)
 if [ ${#need[@]} -gt 0 ]; then
   "$venv/bin/pip" install -q "${need[@]}" || exit 1
 fi

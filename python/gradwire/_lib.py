@@ -75,6 +75,10 @@ class PlanStats(Structure):
         ("transfer_s", c_double),
         ("decode_s", c_double),
         ("total_s", c_double),
+        ("decision", c_char_p),
+        ("switches", c_int),
+        ("measured_dense_s", c_double),
+        ("measured_compressed_s", c_double),
     ]
 
 
@@ -112,6 +116,7 @@ _declare("gw_plan_start", plan_t, c_void_p, c_void_p, POINTER(request_t))
 _declare("gw_plan_run_stream", plan_t, c_void_p, c_void_p, c_void_p)
 _declare("gw_plan_start_stream", plan_t, c_void_p, c_void_p, c_void_p, POINTER(request_t))
 _declare("gw_plan_stats", plan_t, POINTER(PlanStats))
+_declare("gw_plan_set_label", plan_t, c_char_p)
 _declare("gw_plan_step", plan_t, POINTER(c_uint64))
 _declare("gw_plan_set_step", plan_t, c_uint64)
 _declare("gw_plan_reset_residual", plan_t)

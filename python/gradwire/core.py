@@ -5,6 +5,7 @@ tensor.data_ptr(), numpy users array.ctypes.data. Nothing is decided here that t
 decides (codec parsing, validation, algorithm choice, agreement between ranks).
 """
 import ctypes
+import os
 import threading
 from ctypes import byref, c_int, c_size_t, c_uint64, c_void_p
 
@@ -88,10 +89,15 @@ class Request:
 
 class Communicator:
     """gw_comm_t: collective over mpi_comm (None: MPI_COMM_WORLD; an mpi4py communicator; or a
-    Fortran handle). gradwire duplicates it. MPI must be initialized (init_mpi, or mpi4py)."""
+    Fortran handle). gradwire duplicates it. MPI must be initialized (init_mpi, or mpi4py).
+    timeline: a path for the process's timeline (docs/timeline.md), the same as setting
+    GRADWIRE_TIMELINE for this creation; rank 0 writes it when the communicator is destroyed."""
 
-    def __init__(self, mpi_comm=None, on_timeout=None):
+    def __init__(self, mpi_comm=None, on_timeout=None, timeline=None):
         self._h = _lib.comm_t()
+        if timeline:
+            # The library's own switch, read at creation: nothing decided here.
+            os.environ["GRADWIRE_TIMELINE"] = str(timeline)
         call("gw_comm_create_f", _fortran_handle(mpi_comm), byref(self._h))
         if on_timeout is not None:
             self.set_on_timeout(on_timeout)
@@ -211,7 +217,14 @@ class Plan:
         call("gw_plan_stats", self._h, byref(s))
         return {"algorithm": s.algorithm.decode(), "logical_bytes": s.logical_bytes,
                 "wire_bytes": s.wire_bytes, "encode_s": s.encode_s,
-                "transfer_s": s.transfer_s, "decode_s": s.decode_s, "total_s": s.total_s}
+                "transfer_s": s.transfer_s, "decode_s": s.decode_s, "total_s": s.total_s,
+                "decision": (s.decision or b"").decode(), "switches": s.switches,
+                "measured_dense_s": s.measured_dense_s,
+                "measured_compressed_s": s.measured_compressed_s}
+
+    def set_label(self, label):
+        """Names this plan's runs on the timeline (no communication; nothing without one)."""
+        call("gw_plan_set_label", self._h, str(label).encode())
 
     @property
     def step(self):

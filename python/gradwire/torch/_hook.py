@@ -76,6 +76,7 @@ class _Bucket:
         if self.c_count:
             self.plan = core.Plan(hook._world, self.c_count, dtype=self.plan_dtype, op="avg",
                                   memory="device" if self.on_cuda else "host", **opts)
+            self.plan.set_label(hook._label(key[0], self.params))
         self.dense_plan = None
         if self.d_count and (self.on_cuda or momentum > 0):
             dgc = {}
@@ -149,6 +150,13 @@ class GradwireHook:
         self._pending = {}  # layout key -> loaded state, applied when its plan is made
         self._failed = None
         self._progress = _launch.progress()
+        self._names = {}  # id(parameter) -> its name in the model, for timeline labels
+
+    def _label(self, index, params):
+        """"bucket 3: fc.weight .. conv1.bias": a bucket's runs on the timeline."""
+        first = self._names.get(id(params[0]), "?") if params else "?"
+        last = self._names.get(id(params[-1]), "?") if params else "?"
+        return f"bucket {index}: {first} .. {last}"
 
     # ---- decisions from shapes alone (every rank decides the same) ----
     def _compressible(self, p):
@@ -371,6 +379,7 @@ def register(ddp_model, codec="q8", algorithm="auto", *, error_feedback=True, se
                       memory="device" if "cuda" in devices else "host", **probe).destroy()
     hook = GradwireHook(world, min_compress_numel=min_compress_numel, compress_1d=compress_1d,
                         start_iter=start_iter, **options)
+    hook._names = {id(p): n for n, p in ddp_model.module.named_parameters()}
     ddp_model.register_comm_hook(hook, _hook)
     _launch._hooks.append(hook)
     return hook

@@ -43,14 +43,15 @@ def _agree_address(world):
     return bytes(buf).rstrip(b"\0").decode()
 
 
-def init(backend=None, mpi_comm=None):
+def init(backend=None, mpi_comm=None, timeline=None):
     """Sets up MPI, gradwire and torch.distributed for an `mpirun` launch; idempotent.
 
     MPI: initialized at MPI_THREAD_MULTIPLE unless mpi4py (or anyone) did it first; the hook
     needs at least MPI_THREAD_SERIALIZED (its progress thread and the autograd thread take
     turns). torch.distributed: unless already initialized, `backend` (default nccl with CUDA,
     else gloo) with rank and size from MPI and rank 0's address agreed over MPI. Returns the
-    gradwire Communicator the hooks use."""
+    gradwire Communicator the hooks use. timeline: a path for gradwire's timeline
+    (docs/timeline.md), where each bucket's runs are labelled with its parameters' names."""
     global _world, _progress, _owns_process_group
     if _world is not None:
         return _world
@@ -60,7 +61,7 @@ def init(backend=None, mpi_comm=None):
             f"gradwire.torch.init: MPI provides MPI_THREAD_{level.upper()}; the DDP hook needs "
             "MPI_THREAD_SERIALIZED or MULTIPLE (mpi4py: set mpi4py.rc.thread_level = "
             "'multiple' before importing MPI)")
-    world = core.Communicator(mpi_comm, on_timeout="return")
+    world = core.Communicator(mpi_comm, on_timeout="return", timeline=timeline)
     if not dist.is_initialized():
         address = _agree_address(world)
         if backend is None:

@@ -1,5 +1,6 @@
 """Jobs of their own (each test starts `mpirun -np 3`): a rank that raises or dies, and
 mpi4py initializing MPI before gradwire. Run by plain pytest, not under mpirun."""
+import json
 import os
 import subprocess
 import sys
@@ -11,14 +12,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT_S = 8  # GRADWIRE_TIMEOUT of the jobs
 
 
-def run_job(mode, extra_mpirun=()):
+def run_job(mode, extra_mpirun=(), extra_args=()):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OMPI_COMM_WORLD", "OMPI_MCA_orte", "PMIX_", "OMPI_FILE"))}
     env.update(GRADWIRE_TIMEOUT=str(TIMEOUT_S), OMPI_ALLOW_RUN_AS_ROOT="1",
                OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     start = time.monotonic()
     p = subprocess.run(["mpirun", "--oversubscribe", *extra_mpirun, "-np", "3", sys.executable,
-                        os.path.join(HERE, "train_until.py"), mode],
+                        os.path.join(HERE, "train_until.py"), mode, *extra_args],
                        env=env, capture_output=True, text=True, timeout=300)
     lines = {}
     for line in p.stdout.splitlines():
@@ -50,8 +51,17 @@ def test_a_rank_that_dies_ends_the_job():
     assert elapsed < 240, elapsed  # start-up of three Pythons on a loaded machine included
 
 
-def test_mpi4py_first():
+def test_mpi4py_first_with_a_labelled_timeline(tmp_path):
+    # One job for both (each costs three Python start-ups): mpi4py initializes MPI, and
+    # gradwire.torch.init(timeline=...) records the hook's plan runs under the bucket's names.
     pytest.importorskip("mpi4py")
-    p, lines, _ = run_job("mpi4py")
+    trace = tmp_path / "trace.json"
+    p, lines, _ = run_job("mpi4py", extra_args=(str(trace),))
     assert p.returncode == 0, p.stdout + p.stderr
     assert all("finished" in lines.get(r, "") for r in range(3)), p.stdout + p.stderr
+    events = json.loads(trace.read_text())
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    assert {e["pid"] for e in events} == {0, 1, 2}
+    # The q8 bucket (0.weight; 2.weight and the biases are below min_compress_numel) by name.
+    text = json.dumps(events)
+    assert "bucket 0: " in text and "0.weight" in text, text[:2000]

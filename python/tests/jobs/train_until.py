@@ -1,6 +1,7 @@
 """A DDP job for the failure tests: `mpirun -np 3 python train_until.py MODE`. Rank 1 fails at
 step 3 (MODE raise: a Python exception; die: os._exit; mpi4py: nothing fails, but mpi4py
-initialized MPI first). Every rank prints one line, `rank R: RESULT`, and how long it took."""
+initialized MPI first). Every rank prints one line, `rank R: RESULT`, and how long it took.
+An optional second argument records gradwire's timeline there (gradwire.torch.init)."""
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ import gradwire  # noqa: E402
 import gradwire.torch as gwt  # noqa: E402
 
 torch.set_num_threads(1)
-world = gwt.init(backend="gloo")
+world = gwt.init(backend="gloo", timeline=sys.argv[2] if len(sys.argv) > 2 else None)
 if mode == "mpi4py":
     from mpi4py import MPI  # noqa: F811
     assert MPI.Is_initialized() and MPI.Query_thread() >= MPI.THREAD_SERIALIZED
