@@ -33,7 +33,9 @@ times=()
 step() { echo; echo "=== $* ==="; }
 # CPU seconds (user + system) of the finished children so far: on a shared machine a stage's
 # CPU time says more than its wall time about what it costs.
-child_cpu() { times | awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } printf "%d", s }'; }
+# (Fields 16 and 17 of /proc/PID/stat, in clock ticks; $$ is this shell even in a subshell.)
+tick=$(getconf CLK_TCK)
+child_cpu() { awk -v t="$tick" '{ printf "%d", ($16 + $17) / t }' "/proc/$$/stat"; }
 # timed LABEL CMD...: runs CMD, records its wall and CPU time under LABEL for the summary.
 timed() {
   local label=$1 t0=$SECONDS c0 rc=0
