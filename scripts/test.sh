@@ -104,7 +104,7 @@ else
 fi
 
 step "fuzz the decoders (bounded time, ASan)"
-# 10 s a target (11 targets): keeps the whole suite well under 20 minutes on 2 cores.
+# 10 s a target (11 targets), as many at a time as there are cores (run_fuzz.sh).
 timed "fuzz: build and run" "$root/scripts/run_fuzz.sh" 10 || status=1
 
 step "Python tier (scripts/test_python.sh)"
