@@ -390,9 +390,10 @@ void Plan::Impl::choose() {
   std::string name = a == "auto" ? coll::static_choice(sel, multi_node) : a;
   const coll::AlgorithmEntry* entry = coll::find_algorithm(cfg.collective, name);
   if (!entry || (a != "auto" && !entry->nameable)) {
-    // A name some other collective has (allgather and reduce-scatter plans: auto or dense).
+    // A name some other collective has.
     fail(ErrorCode::InvalidArgument, std::string(coll::collective_name(cfg.collective)) +
-                                         " plans take algorithm auto or dense, not '" + a + "'");
+                                         " plans take algorithm " + coll::accepted_names(cfg.collective) +
+                                         ", not '" + a + "'");
   }
   if (const coll::Refusal r = entry->supports(sel); !r.ok()) fail(r.code, r.why);
   if (a == "auto" && cfg.collective == PlanCollective::Allreduce && cfg.dtype == DType::Float32 &&

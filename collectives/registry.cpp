@@ -95,9 +95,9 @@ const std::vector<AlgorithmEntry>& algorithms() {
       {"hier", C::Allreduce, true, true, f32_supports, make_hier_b},
       {"powersgd", C::Allreduce, true, false, powersgd_supports, make_powersgd_b},
       {"dense", C::Allgather, true, false, dense_nocodec, make_dag_b},
-      {"compressed-allgather", C::Allgather, false, false, any, make_cag_b, native_dense_f32},
+      {"compressed-allgather", C::Allgather, true, false, any, make_cag_b, native_dense_f32},
       {"dense", C::ReduceScatter, true, false, rs_dense_supports, make_rs_b, native_dense_f32},
-      {"compressed-reduce-scatter", C::ReduceScatter, false, false, rs_supports, make_rs_b,
+      {"compressed-reduce-scatter", C::ReduceScatter, true, false, rs_supports, make_rs_b,
        native_dense_f32},
   };
   return table;
@@ -109,10 +109,12 @@ const AlgorithmEntry* find_algorithm(PlanCollective c, const std::string& name) 
   return nullptr;
 }
 
-std::string accepted_names() {
+std::string accepted_names(std::optional<PlanCollective> only) {
   std::string s = "auto";
   for (const AlgorithmEntry& e : algorithms()) {
-    if (!e.nameable || s.find(std::string(", ") + e.name) != std::string::npos) continue;
+    if (!e.nameable || (only && e.collective != *only) ||
+        s.find(std::string(", ") + e.name) != std::string::npos)
+      continue;
     s += std::string(", ") + e.name;
   }
   return s;

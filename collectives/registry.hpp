@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,8 +60,9 @@ struct AlgorithmEntry {
 const std::vector<AlgorithmEntry>& algorithms();
 // The entry for this collective and name; null when there is none.
 const AlgorithmEntry* find_algorithm(PlanCollective c, const std::string& name);
-// "auto" and every nameable algorithm, in registry order, comma separated (error messages).
-std::string accepted_names();
+// "auto" and every nameable algorithm (of `only`'s plans, when given), in registry order,
+// comma separated (error messages).
+std::string accepted_names(std::optional<PlanCollective> only = std::nullopt);
 // Whether `name` is "auto" or the name of a nameable entry of any collective.
 bool known_name(const std::string& name);
 // "auto"'s static rule, before the cost model: the algorithm of this collective for this

@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config       # build
+  ccache                                 # compiler cache of every build (scripts/compiler_cache.sh)
   libopenmpi-dev openmpi-bin             # rendezvous and host collectives
   libgtest-dev libgmock-dev              # tests
   libbenchmark-dev                       # codec throughput benchmark

@@ -46,6 +46,9 @@ std::string name_of(const Case& c) {
   return s;
 }
 
+// gtest prints a parameter it cannot print as its bytes; a failure names the case instead.
+void PrintTo(const Case& c, std::ostream* os) { *os << name_of(c); }
+
 // Every rank's outputs of one run, the first error a rank threw, and every rank's.
 struct Outcome {
   std::vector<std::vector<float>> out;

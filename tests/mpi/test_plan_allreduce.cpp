@@ -24,6 +24,7 @@ using gradwire::DType;
 using gradwire::Plan;
 using gradwire::PlanConfig;
 using gradwire::ReduceOp;
+using gwplan::identical_everywhere;
 using gwplan::input;
 using gwplan::inputs_of;
 using gwplan::Mismatch;
@@ -35,15 +36,6 @@ const std::size_t kCounts[] = {0, 1, 13, 131, 1031, 5003};
 
 
 
-
-// True on every rank when every rank's buffer holds the same bytes.
-bool identical_everywhere(const void* p, std::size_t bytes) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (std::size_t i = 0; i < bytes; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 0x100000001b3ull;
-  std::uint64_t mm[2] = {h, ~h};
-  MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
-  return mm[0] == ~mm[1];
-}
 
 struct Case {
   std::string algorithm, codec;

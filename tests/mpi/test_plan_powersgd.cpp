@@ -14,31 +14,21 @@
 #include <gradwire/error.hpp>
 #include <gradwire/plan.hpp>
 
-#include "inputs.hpp"
+#include "plan_inputs.hpp"
 
 using gradwire::Communicator;
 using gradwire::MatrixShape;
 using gradwire::Plan;
 using gradwire::PlanConfig;
 using gradwire::ReduceOp;
+using gwplan::identical_everywhere;
+using gwplan::rank2_gradient;
+using gwplan::signed_unit;
 
 namespace {
 
-bool identical_everywhere(const void* p, std::size_t bytes) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (std::size_t i = 0; i < bytes; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 0x100000001b3ull;
-  std::uint64_t mm[2] = {h, ~h};
-  MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
-  return mm[0] == ~mm[1];
-}
-
-double u(std::uint64_t seed, int rank, std::size_t i) {
-  return gwtest::unit(seed, rank, i) * 2.0 - 1.0;
-}
-
-// A 40x30 matrix, a 1x30 row (dense: too small to factor) and 7 trailing elements.
-const std::vector<MatrixShape> kShapes = {{40, 30}, {1, 30}};
-constexpr std::size_t kCount = 40 * 30 + 30 + 7;
+const std::vector<MatrixShape>& kShapes = gwplan::kPowerSgdShapes;
+constexpr std::size_t kCount = gwplan::kPowerSgdCount;
 
 PlanConfig psgd_config(std::uint32_t rank, bool ef) {
   PlanConfig cfg;
@@ -52,34 +42,11 @@ PlanConfig psgd_config(std::uint32_t rank, bool ef) {
   return cfg;
 }
 
-// Rank q's gradient: the matrix A B_q^T with A (40x2) common to all ranks, so the average
-// has rank 2; the dense parts are arbitrary. Returns the exact average in float64.
-std::vector<double> low_rank_inputs(int me, int P, std::vector<float>& g) {
-  g.assign(kCount, 0.0f);
-  std::vector<double> avg(kCount, 0.0);
-  for (int q = 0; q < P; ++q) {
-    for (std::size_t i = 0; i < 40; ++i)
-      for (std::size_t j = 0; j < 30; ++j) {
-        double s = 0;
-        for (std::size_t k = 0; k < 2; ++k) s += u(1, 0, i * 2 + k) * u(2, q, j * 2 + k);
-        const float x = static_cast<float>(s);
-        if (q == me) g[i * 30 + j] = x;
-        avg[i * 30 + j] += static_cast<double>(x) / P;
-      }
-    for (std::size_t i = 1200; i < kCount; ++i) {
-      const float x = static_cast<float>(u(3, q, i));
-      if (q == me) g[i] = x;
-      avg[i] += static_cast<double>(x) / P;
-    }
-  }
-  return avg;
-}
-
 TEST(PlanPowerSgd, RecoversALowRankGradientExactly) {
   Communicator comm(MPI_COMM_WORLD);
   const int P = comm.size(), me = comm.rank();
   std::vector<float> g, out(kCount);
-  const std::vector<double> want = low_rank_inputs(me, P, g);
+  const std::vector<double> want = rank2_gradient(me, P, g);
   Plan plan(comm, psgd_config(2, true));
   EXPECT_EQ(plan.stats().algorithm, "powersgd");
   plan.run(g.data(), out.data());
@@ -111,7 +78,7 @@ TEST(PlanPowerSgd, ErrorFeedbackKeepsWhatTheFactorsLeftOut) {
   for (int step = 0; step < 3; ++step) {
     for (int q = 0; q < P; ++q)
       for (std::size_t i = 0; i < kCount; ++i) {
-        const float x = static_cast<float>(u(10 + step, q, i));
+        const float x = static_cast<float>(signed_unit(10 + step, q, i));
         if (q == me) g[i] = x;
         fed[i] += x;
       }

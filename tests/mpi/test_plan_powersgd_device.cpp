@@ -24,7 +24,7 @@
 #include "caught.hpp"
 #include "collectives/algorithms/powersgd.hpp"
 #include "device_env.hpp"
-#include "inputs.hpp"
+#include "plan_inputs.hpp"
 
 #if GRADWIRE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -41,22 +41,14 @@ using gradwire::PlanConfig;
 using gradwire::ReduceOp;
 using gwtest::Caught;
 using gwtest::catch_error;
+using gwplan::identical_everywhere;
+using gwplan::rank2_gradient;
+using gwplan::signed_unit;
 
 namespace {
 
-bool identical_everywhere(const void* p, std::size_t bytes) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (std::size_t i = 0; i < bytes; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 0x100000001b3ull;
-  std::uint64_t mm[2] = {h, ~h};
-  MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
-  return mm[0] == ~mm[1];
-}
-
-double u(std::uint64_t seed, int rank, std::size_t i) { return gwtest::unit(seed, rank, i) * 2.0 - 1.0; }
-
-// As tests/mpi/test_plan_powersgd.cpp: a 40x30 matrix, a 1x30 row (dense) and 7 more elements.
-const std::vector<MatrixShape> kShapes = {{40, 30}, {1, 30}};
-constexpr std::size_t kCount = 40 * 30 + 30 + 7;
+const std::vector<MatrixShape>& kShapes = gwplan::kPowerSgdShapes;
+constexpr std::size_t kCount = gwplan::kPowerSgdCount;
 
 PlanConfig psgd_config(std::uint32_t rank, bool ef, Memory memory) {
   PlanConfig cfg;
@@ -142,7 +134,7 @@ TEST_F(PowerSgdDeviceGpu, QrMatchesTheHostQr) {
 #if GRADWIRE_HAVE_CUDA
   const std::size_t n = 50, r = 3;
   std::vector<float> a(n * r);
-  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(u(5, 0, i));
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(signed_unit(5, 0, i));
   std::vector<float> host = a, dev = a;
   const Caught h = catch_error([&] { gradwire::coll::orthonormalize_columns(host.data(), n, r); });
   if (h.thrown && h.code == ErrorCode::Unsupported) GTEST_SKIP() << "gradwire built without LAPACKE";
@@ -162,24 +154,8 @@ TEST_F(PowerSgdDeviceGpu, QrMatchesTheHostQr) {
 // A gradient whose average has rank 2 comes back exactly (up to float rounding) at r = 2: the
 // host test's bound, 1e-5 of the scale. The plan says where it runs.
 TEST_F(PowerSgdDeviceGpu, RecoversALowRankGradientExactly) {
-  const int P = comm.size(), me = comm.rank();
-  std::vector<float> g(kCount, 0.0f);
-  std::vector<double> want(kCount, 0.0);
-  for (int q = 0; q < P; ++q) {
-    for (std::size_t i = 0; i < 40; ++i)
-      for (std::size_t j = 0; j < 30; ++j) {
-        double s = 0;
-        for (std::size_t k = 0; k < 2; ++k) s += u(1, 0, i * 2 + k) * u(2, q, j * 2 + k);
-        const float x = static_cast<float>(s);
-        if (q == me) g[i * 30 + j] = x;
-        want[i * 30 + j] += static_cast<double>(x) / P;
-      }
-    for (std::size_t i = 1200; i < kCount; ++i) {
-      const float x = static_cast<float>(u(3, q, i));
-      if (q == me) g[i] = x;
-      want[i] += static_cast<double>(x) / P;
-    }
-  }
+  std::vector<float> g;
+  const std::vector<double> want = rank2_gradient(comm.rank(), comm.size(), g);
   Plan plan(comm, psgd_config(2, true, Memory::Device));
   EXPECT_EQ(plan.stats().algorithm, "powersgd");
   EXPECT_EQ(plan.stats().transport, "mpi+device-powersgd");
@@ -213,7 +189,7 @@ TEST_F(PowerSgdDeviceGpu, MatchesTheHostPlanStepByStep) {
     float* dout = device_floats(kCount);
     for (int step = 0; step < 4; ++step) {
       std::vector<float> g(kCount), want(kCount);
-      for (std::size_t i = 0; i < kCount; ++i) g[i] = static_cast<float>(u(20 + step, me, i));
+      for (std::size_t i = 0; i < kCount; ++i) g[i] = static_cast<float>(signed_unit(20 + step, me, i));
       host.run(g.data(), want.data());
       put(din, g);
       dev.run(din, dout);
@@ -240,7 +216,7 @@ TEST_F(PowerSgdDeviceGpu, ErrorFeedbackKeepsWhatTheFactorsLeftOut) {
   for (int step = 0; step < 3; ++step) {
     for (int q = 0; q < P; ++q)
       for (std::size_t i = 0; i < kCount; ++i) {
-        const float x = static_cast<float>(u(10 + step, q, i));
+        const float x = static_cast<float>(signed_unit(10 + step, q, i));
         if (q == me) g[i] = x;
         fed[i] += x;
       }
@@ -297,7 +273,7 @@ TEST_F(PowerSgdDeviceGpu, RunOnStreamGivesTheResultInStreamOrder) {
   float* db = device_floats(kCount);
   for (int step = 0; step < 3; ++step) {
     std::vector<float> g(kCount);
-    for (std::size_t i = 0; i < kCount; ++i) g[i] = static_cast<float>(u(40 + step, comm.rank(), i));
+    for (std::size_t i = 0; i < kCount; ++i) g[i] = static_cast<float>(signed_unit(40 + step, comm.rank(), i));
     put(din, g);
     a.run_on_stream(din, da, s);
     EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);

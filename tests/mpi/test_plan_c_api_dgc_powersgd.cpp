@@ -1,5 +1,5 @@
-// The plan fields appended to gw_plan_config_t in issue 14 (DGC options, PowerSGD): their
-// defaults, that they reach the plan, and their errors.
+// The DGC and PowerSGD fields of gw_plan_config_t (appended after the first plan fields):
+// their defaults, that they reach the plan, and their errors.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -9,7 +9,7 @@
 
 namespace {
 
-TEST(PlanCApiIssue14, DefaultsDgcAndPowerSgd) {
+TEST(PlanCApiDgcPowerSgd, DefaultsReachThePlanAndBadValuesAreNamed) {
   gw_comm_t comm = nullptr;
   ASSERT_EQ(gw_comm_create(MPI_COMM_WORLD, &comm), GW_SUCCESS);
   gw_plan_config_t cfg;
