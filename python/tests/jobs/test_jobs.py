@@ -2,6 +2,7 @@
 mpi4py initializing MPI before gradwire. Run by plain pytest, not under mpirun."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,11 +22,9 @@ def run_job(mode, extra_mpirun=(), extra_args=()):
     p = subprocess.run(["mpirun", "--oversubscribe", *extra_mpirun, "-np", "3", sys.executable,
                         os.path.join(HERE, "train_until.py"), mode, *extra_args],
                        env=env, capture_output=True, text=True, timeout=300)
-    lines = {}
-    for line in p.stdout.splitlines():
-        if line.startswith("rank "):
-            rank, _, rest = line[5:].partition(": ")
-            lines[int(rank)] = rest
+    # mpirun forwards the ranks' output in pieces: two ranks' lines can meet on one line.
+    lines = {int(m.group(1)): m.group(2)
+             for m in re.finditer(r"rank (\d+): (.*?)(?=rank \d+: |\n|$)", p.stdout)}
     return p, lines, time.monotonic() - start
 
 
