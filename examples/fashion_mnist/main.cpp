@@ -158,6 +158,17 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
   auto sync_owner = joiner ? std::make_unique<fm::GradSync>(*cp, model.param_count(), sc, nullptr)
                            : std::make_unique<fm::GradSync>(*cp, model.param_count(), sc);
   fm::GradSync* sp = sync_owner.get();
+  // Continue on a new communicator (shrunk, respawned or grown) with its gradient plan.
+  auto adopt = [&](std::unique_ptr<gradwire::Communicator> next,
+                   std::unique_ptr<fm::GradSync> next_sync) {
+    sync_owner = std::move(next_sync);  // the old plan goes before its communicator
+    comm_owner = std::move(next);
+    cp = comm_owner.get();
+    sp = sync_owner.get();
+    rank = cp->rank();
+    size = cp->size();
+    root = rank == 0;
+  };
   if (joiner) {
     global_step = static_cast<std::size_t>(cp->resume_step());
     if (root) std::printf("fashion_mnist: joined as rank %d\n", rank);
@@ -213,13 +224,7 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
       position[1] = 0;
       share(*next);
       auto next_sync = std::make_unique<fm::GradSync>(*next, model.param_count(), sc, sp);
-      sync_owner = std::move(next_sync);  // the old plan goes before its communicator
-      comm_owner = std::move(next);
-      cp = comm_owner.get();
-      sp = sync_owner.get();
-      rank = cp->rank();
-      size = cp->size();
-      root = rank == 0;
+      adopt(std::move(next), std::move(next_sync));
       global_batch = a.batch * static_cast<std::size_t>(size);
       steps = n_train / global_batch;
       if (root) {
@@ -262,13 +267,7 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
           position[1] = static_cast<long long>(s);
           share(*next);
           auto next_sync = std::make_unique<fm::GradSync>(*next, model.param_count(), sc, sp);
-          sync_owner = std::move(next_sync);  // the old plan goes before its communicator
-          comm_owner = std::move(next);
-          cp = comm_owner.get();
-          sp = sync_owner.get();
-          rank = cp->rank();
-          size = cp->size();
-          root = rank == 0;
+          adopt(std::move(next), std::move(next_sync));
           global_step = static_cast<std::size_t>(cp->resume_step());
           // Back to full size: the same shards; still shrunk (the replacement failed): the
           // examples seen so far re-sharded over the survivors, as under shrink.
@@ -288,13 +287,7 @@ int train(const fm::Args& a, const fm::Dataset& train_set, const fm::Dataset& te
         }
         auto next = std::make_unique<gradwire::Communicator>(cp->shrink());
         auto next_sync = std::make_unique<fm::GradSync>(*next, *sp);
-        sync_owner = std::move(next_sync);  // the old plan goes before its communicator
-        comm_owner = std::move(next);
-        cp = comm_owner.get();
-        sp = sync_owner.get();
-        rank = cp->rank();
-        size = cp->size();
-        root = rank == 0;
+        adopt(std::move(next), std::move(next_sync));
         // A step can complete on some ranks and fail on others (the dead rank's message
         // reached some only): those that completed it fail in the next step. Go on from the
         // furthest survivor, with its weights and momentum.
