@@ -214,48 +214,40 @@ std::size_t capacity_from_env() {
   return static_cast<std::size_t>(n);
 }
 
-void span_since(const char* name, std::int64_t t0, std::uint64_t bytes, std::int64_t arg,
-                const char* text) noexcept {
-  Recorder* r = active();
-  if (!r || t0 == 0) return;
+namespace {
+// One event on the calling thread's track.
+void record(Recorder& r, Kind kind, const char* name, std::int64_t t0, std::int64_t dur,
+            std::uint64_t bytes, std::int64_t arg, const char* text) noexcept {
   Event e;
   e.t0 = t0;
-  e.dur = now_ns() - t0;
+  e.dur = dur;
   e.name = name;
   e.bytes = bytes;
   e.arg = arg;
   e.detail = text;
   e.track = detail::t_track;
-  r->add(e);
+  e.kind = kind;
+  r.add(e);
+}
+}  // namespace
+
+void span_since(const char* name, std::int64_t t0, std::uint64_t bytes, std::int64_t arg,
+                const char* text) noexcept {
+  Recorder* r = active();
+  if (r && t0 != 0) record(*r, Kind::Span, name, t0, now_ns() - t0, bytes, arg, text);
 }
 
 void span_between(const char* name, double t0_s, double t1_s, std::uint64_t bytes,
                   std::int64_t arg, const char* text) noexcept {
   Recorder* r = active();
-  if (!r) return;
-  Event e;
-  e.t0 = static_cast<std::int64_t>(t0_s * 1e9);
-  e.dur = static_cast<std::int64_t>((t1_s - t0_s) * 1e9);
-  e.name = name;
-  e.bytes = bytes;
-  e.arg = arg;
-  e.detail = text;
-  e.track = detail::t_track;
-  r->add(e);
+  if (r)
+    record(*r, Kind::Span, name, static_cast<std::int64_t>(t0_s * 1e9),
+           static_cast<std::int64_t>((t1_s - t0_s) * 1e9), bytes, arg, text);
 }
 
 void async_since(const char* name, std::int64_t t0, std::uint64_t bytes, std::int64_t peer) noexcept {
   Recorder* r = active();
-  if (!r || t0 == 0) return;
-  Event e;
-  e.t0 = t0;
-  e.dur = now_ns() - t0;
-  e.name = name;
-  e.bytes = bytes;
-  e.arg = peer;
-  e.track = detail::t_track;
-  e.kind = Kind::Async;
-  r->add(e);
+  if (r && t0 != 0) record(*r, Kind::Async, name, t0, now_ns() - t0, bytes, peer, nullptr);
 }
 
 const char* StageMarks::stage_name(int stage) noexcept {
@@ -290,14 +282,8 @@ void instant(const char* name, const std::string& text) noexcept {
   Recorder* r = active();
   if (!r) return;
   try {
-    Event e;
-    e.t0 = now_ns();
-    e.name = name;
-    e.detail = r->intern(text);
-    e.track = detail::t_track;
-    e.kind = Kind::Instant;
-    r->add(e);
-  } catch (...) {
+    record(*r, Kind::Instant, name, now_ns(), 0, 0, -1, r->intern(text));
+  } catch (...) {  // intern() may not allocate: the event is lost, not the caller's call
   }
 }
 
