@@ -251,7 +251,7 @@ expect plans_np4_one_gpu "device plans at 4 ranks on one GPU ran (none skipped)"
 python_why=$py_why
 [ -x "$root/scripts/test_python.sh" ] || python_why="scripts/test_python.sh is not in this tree"
 run_or_skip "$python_why" python_cuda "$(lim 240 90)" \
-  env GRADWIRE_PY_CUDA=ON GRADWIRE_PY_NCCL=ON GRADWIRE_PY_NP="1 2" "$root/scripts/test_python.sh"
+  env GW_PY_CUDA=ON GW_PY_NCCL=ON GW_PY_NP="1 2" "$root/scripts/test_python.sh"
 
 # 6. Benchmarks (figures, not verdicts: bench/results/codec-gpu.md, gpu-plans.md).
 sweep=(-m 8:4M -i 50 -x 10)

@@ -2,8 +2,8 @@
 # The Python tier: installs the gradwire package (pip install ./python, into a venv cached
 # between runs) and runs its pytest suite under mpirun at 1, 2, 3 and 4 ranks, plus the
 # failure tests that launch their own jobs. Idempotent; scripts/test.sh calls it.
-#   GW_PY_VENV   the virtual environment (default /opt/gradwire-venv; made, with PyTorch
-#                from PyPI, when missing)
+#   GW_PY_VENV   the virtual environment (default /opt/gradwire-venv; made when missing, seeing
+#                the system's packages, and given PyTorch from PyPI if it has none)
 #   GW_PY_CUDA, GW_PY_NCCL  CUDA/NCCL of the package's build (default OFF here, the CPU tier;
 #                AUTO on a GPU machine: GW_PY_CUDA=AUTO GW_PY_NCCL=AUTO scripts/test_python.sh)
 #   GW_PY_NP     rank counts (default "1 2 3 4")
@@ -18,7 +18,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 
 if [ ! -x "$py" ]; then
   echo "test_python.sh: making $venv (PyTorch from PyPI: a few GB, once)"
-  python3 -m venv "$venv" || exit 1
+  # --system-site-packages: a machine whose Python already has PyTorch (a GPU machine's, with
+  # its CUDA build) uses it instead of installing another.
+  python3 -m venv --system-site-packages "$venv" || exit 1
 fi
 need=()
 "$py" -c "import torch" 2>/dev/null || need+=(torch)
