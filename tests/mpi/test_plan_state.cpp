@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <gradwire/communicator.hpp>
+#include <gradwire/gradwire.h>
 #include <gradwire/plan.hpp>
 
 #include "collectives/state_file.hpp"
@@ -318,6 +319,45 @@ TEST(PlanState, WrongFileFailsOnEveryRankNamingWhat) {
     std::remove(path.c_str());
     std::remove(bad.c_str());
   }
+}
+
+// The C ABI's entry points: a round trip restores the step and the next run's bits; a NULL
+// path and a wrong file are GW_INVALID_ARGUMENT with a message.
+TEST(PlanState, CAbiRoundTrip) {
+  gw_comm_t comm = nullptr;
+  ASSERT_EQ(gw_comm_create(MPI_COMM_WORLD, &comm), GW_SUCCESS);
+  int me = 0;
+  gw_comm_rank(comm, &me);
+  const std::string path = tmp_path("capi");
+  gw_plan_config_t cfg;
+  ASSERT_EQ(gw_plan_config_init(&cfg), GW_SUCCESS);
+  cfg.count = kCount;
+  cfg.codec = "topk:0.01";
+  cfg.algorithm = "sparse-allgather";
+  cfg.op = GW_AVG;
+  cfg.momentum = 0.9f;
+  gw_plan_t a = nullptr, b = nullptr;
+  ASSERT_EQ(gw_plan_create(comm, &cfg, &a), GW_SUCCESS) << gw_last_error();
+  ASSERT_EQ(gw_plan_create(comm, &cfg, &b), GW_SUCCESS) << gw_last_error();
+  std::vector<float> want(kCount), got(kCount);
+  for (int s = 0; s < 2; ++s) EXPECT_EQ(gw_plan_run(a, grad(kCount, s, me).data(), want.data()), GW_SUCCESS);
+  EXPECT_EQ(gw_plan_save_state(a, path.c_str()), GW_SUCCESS) << gw_last_error();
+  EXPECT_EQ(gw_plan_load_state(b, path.c_str()), GW_SUCCESS) << gw_last_error();
+  std::uint64_t step = 0;
+  EXPECT_EQ(gw_plan_step(b, &step), GW_SUCCESS);
+  EXPECT_EQ(step, 2u);
+  EXPECT_EQ(gw_plan_run(a, grad(kCount, 2, me).data(), want.data()), GW_SUCCESS);
+  EXPECT_EQ(gw_plan_run(b, grad(kCount, 2, me).data(), got.data()), GW_SUCCESS);
+  EXPECT_TRUE(everywhere(std::memcmp(want.data(), got.data(), kCount * 4) == 0));
+  EXPECT_EQ(gw_plan_save_state(a, nullptr), GW_INVALID_ARGUMENT);
+  EXPECT_EQ(gw_plan_load_state(a, nullptr), GW_INVALID_ARGUMENT);
+  EXPECT_EQ(gw_plan_load_state(a, (path + "-missing").c_str()), GW_INVALID_ARGUMENT);
+  EXPECT_THAT(std::string(gw_last_error()), HasSubstr("cannot open"));
+  EXPECT_EQ(gw_plan_destroy(&a), GW_SUCCESS);
+  EXPECT_EQ(gw_plan_destroy(&b), GW_SUCCESS);
+  EXPECT_EQ(gw_comm_destroy(&comm), GW_SUCCESS);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (me == 0) std::remove(path.c_str());
 }
 
 }  // namespace
