@@ -41,6 +41,10 @@ class Algorithm {
   virtual void set_stream(void* /*cudaStream_t*/) {}
   virtual void residual_to_slots() {}
   virtual void slots_to_residual() {}
+  // State besides the residual that the next run starts from and a checkpoint keeps: PowerSGD's
+  // warm-start Q (identical on every rank). Empty for the others.
+  virtual std::vector<float> warm_start() const { return {}; }
+  virtual void set_warm_start(const std::vector<float>& /*q: warm_start()'s size*/) {}
 };
 
 class Dgc;  // collectives/dgc.hpp

@@ -49,6 +49,8 @@ class Dgc {
   const DgcOptions& options() const { return o_; }
   float* scratch() { return scratch_.data(); }  // count floats for the caller's decode
   const std::vector<float>& velocity() const { return u_; }
+  // A checkpoint's velocity (velocity()'s size; a load checks it).
+  void set_velocity(const std::vector<float>& u) { u_ = u; }
 
  private:
   DgcOptions o_;

@@ -30,6 +30,7 @@
 #include "collectives/registry.hpp"
 #include "collectives/residual_file.hpp"
 #include "collectives/shards.hpp"
+#include "collectives/state_file.hpp"
 #include "collectives/slowdown.hpp"
 #include "collectives/staged.hpp"
 #include "collectives/staging.hpp"
@@ -241,6 +242,17 @@ struct Plan::Impl {
   void add_residual(std::vector<double>& sum) const;
   // takes: this rank's primary slots get their share (false: zero).
   void set_residual(const std::vector<double>& sum, int holders, bool takes = true);
+  // Checkpoints (save_state, load_state): this rank's residual slots and velocity as host
+  // copies, written back; the configuration a state file must match.
+  coll::RankState local_state() const;
+  void set_local_state(const coll::RankState& s);
+  coll::StateFields state_fields() const;
+  void check_idle(const char* what) const {
+    if (c->finalized) fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
+    if (in_flight) fail(ErrorCode::InvalidArgument, std::string(what) + " while a run is in flight");
+    if (!broken.empty())
+      fail(ErrorCode::InvalidArgument, std::string(what) + ": plan unusable after a failed run: " + broken);
+  }
   std::size_t global_elements() const {
     return cfg.collective == PlanCollective::Allreduce
                ? cfg.count
@@ -1076,6 +1088,194 @@ void Plan::carry_residual(const Plan* from) {
   } else {
     p.set_residual(sum, holders[0], takes);
   }
+}
+
+coll::RankState Plan::Impl::local_state() const {
+  ef().residual_to_slots();
+  coll::RankState s;
+  for (const auto& sl : ef().slots) {
+    coll::RankState::Slot out;
+    out.offset = sl.offset;
+    out.data.resize(sl.length);
+    if (sl.x) {
+      sl.x->to_host(out.data.data(), sl.data, sl.length * sizeof(float));
+    } else if (sl.length > 0) {
+      std::memcpy(out.data.data(), sl.data, sl.length * sizeof(float));
+    }
+    // As add_residual: a non-finite element is dropped (device memory resets it next run).
+    for (float& v : out.data)
+      if (!std::isfinite(v)) v = 0.0f;
+    s.slots.push_back(std::move(out));
+  }
+  if (dgc) s.velocity = dgc->velocity();
+  return s;
+}
+
+void Plan::Impl::set_local_state(const coll::RankState& s) {
+  auto& slots = ef().slots;
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    auto& sl = slots[i];
+    const std::vector<float>& d = s.slots[i].data;
+    if (sl.x) {
+      sl.x->from_host(sl.data, d.data(), sl.length * sizeof(float));
+    } else if (sl.length > 0) {
+      std::memcpy(sl.data, d.data(), sl.length * sizeof(float));
+    }
+  }
+  ef().slots_to_residual();
+  if (dgc) dgc->set_velocity(s.velocity);
+}
+
+coll::StateFields Plan::Impl::state_fields() const {
+  coll::StateFields f = {
+      {"dtype", std::string(dtype_name(cfg.dtype))},
+      {"codec", spec.to_string()},
+      {"algorithm", cfg.algorithm},
+      {"error_feedback", cfg.error_feedback ? "true" : "false"},
+      {"momentum", std::to_string(cfg.momentum)},
+  };
+  if (cfg.algorithm == "powersgd") {
+    std::string shapes;
+    for (const MatrixShape& m : cfg.shapes) {
+      if (!shapes.empty()) shapes += ",";
+      shapes += std::to_string(m.rows) + "x" + std::to_string(m.cols);
+    }
+    f.emplace_back("powersgd_rank", std::to_string(cfg.powersgd_rank));
+    f.emplace_back("shapes", shapes.empty() ? "(none)" : shapes);
+  }
+  return f;
+}
+
+// Rank 0 gathers every rank's own state (point to point, any size) and writes the file with the
+// step and the warm start, which are the same on every rank.
+void Plan::save_state(const std::string& path) const {
+  Impl& p = *impl_;
+  p.check_idle("save_state");
+  const detail::CurrentDevice on(p.gpu);  // device residuals and Q are read on their GPU
+  const std::vector<char> mine = coll::encode_rank_state(p.local_state());
+  const bool root = p.c->rank == 0;
+  std::vector<int> ok{1};
+  if (root) {
+    coll::StateFile f;
+    f.collective = p.cfg.collective;
+    f.elements = p.global_elements();
+    f.step = p.step;
+    f.fields = p.state_fields();
+    f.warm_start = p.ef().warm_start();
+    f.ranks.resize(static_cast<std::size_t>(p.c->size));
+    f.ranks[0] = mine;
+    for (int r = 1; r < p.c->size; ++r)
+      f.ranks[static_cast<std::size_t>(r)] = detail::bounded_recv(*p.c, p.call, p.comm, r);
+    ok[0] = coll::write_state_file(path, f) ? 1 : 0;
+  } else {
+    detail::bounded_send(*p.c, p.call, p.comm, 0, mine);
+  }
+  const MPI_Comm cc = p.c->comm;
+  ok = detail::bounded_of(*p.c, p.call, "MPI_Ibcast", ok, [cc](void* b, MPI_Request* r) {
+    return MPI_Ibcast(b, 1, MPI_INT, 0, cc, r);
+  });
+  if (!ok[0]) p.fail(ErrorCode::InvalidArgument, "save_state: cannot write '" + path + "'");
+}
+
+// Rank 0 reads and checks the file and tells every rank the verdict. Exact where the rank count
+// and every rank's slot layout are the saved ones: each rank gets its own state back. Else the
+// residual and velocity totals, by global element, are shared out.
+void Plan::load_state(const std::string& path) {
+  Impl& p = *impl_;
+  p.check_idle("load_state");
+  const detail::CurrentDevice on(p.gpu);
+  const MPI_Comm cc = p.c->comm;
+  const bool root = p.c->rank == 0;
+  const std::size_t n = p.global_elements();
+  const coll::RankState here = p.local_state();
+  std::vector<std::uint64_t> layouts = detail::bounded_of(
+      *p.c, p.call, "MPI_Igather",
+      std::vector<std::uint64_t>(static_cast<std::size_t>(p.c->size), coll::layout_hash(here)),
+      [cc, root](void* b, MPI_Request* r) {
+        return MPI_Igather(root ? MPI_IN_PLACE : b, 1, MPI_UINT64_T, b, 1, MPI_UINT64_T, 0, cc, r);
+      });
+  coll::StateFile file;
+  std::string error;
+  bool exact = false;
+  std::vector<coll::RankState> saved;
+  if (root) {
+    coll::StateFile want;
+    want.collective = p.cfg.collective;
+    want.elements = n;
+    want.fields = p.state_fields();
+    want.warm_start = p.ef().warm_start();
+    error = coll::read_state_file(path, want, file);
+    saved.resize(file.ranks.size());
+    for (std::size_t r = 0; r < file.ranks.size() && error.empty(); ++r) {
+      const std::string e = coll::decode_rank_state(file.ranks[r], n, saved[r]);
+      if (!e.empty()) error = "'" + path + "' holds, for rank " + std::to_string(r) + ", " + e;
+    }
+    exact = error.empty() && saved.size() == static_cast<std::size_t>(p.c->size);
+    for (std::size_t r = 0; exact && r < saved.size(); ++r)
+      exact = coll::layout_hash(saved[r]) == layouts[r];
+  }
+  // The verdict: the error (empty: none), exact or not, the step, the warm start's size.
+  std::vector<char> head(1024 + 24, '\0');
+  if (root) {
+    std::snprintf(head.data(), 1024, "%s", error.c_str());
+    const std::uint64_t v[3] = {exact ? 1u : 0u, file.step, file.warm_start.size()};
+    std::memcpy(head.data() + 1024, v, sizeof v);
+  }
+  head = detail::bounded_of(*p.c, p.call, "MPI_Ibcast", head, [cc](void* b, MPI_Request* r) {
+    return MPI_Ibcast(b, 1024 + 24, MPI_CHAR, 0, cc, r);
+  });
+  if (head[0] != 0) p.fail(ErrorCode::InvalidArgument, std::string("load_state: ") + head.data());
+  std::uint64_t v[3];
+  std::memcpy(v, head.data() + 1024, sizeof v);
+  exact = v[0] != 0;
+  std::vector<float> warm = root ? file.warm_start : std::vector<float>(v[2]);
+  warm = detail::bounded_of(*p.c, p.call, "MPI_Ibcast", warm, [cc, k = v[2]](void* b, MPI_Request* r) {
+    return MPI_Ibcast(b, static_cast<int>(k), MPI_FLOAT, 0, cc, r);
+  });
+  if (exact) {
+    coll::RankState mine;
+    if (root) {
+      for (int r = 1; r < p.c->size; ++r)
+        detail::bounded_send(*p.c, p.call, p.comm, r, file.ranks[static_cast<std::size_t>(r)]);
+      mine = std::move(saved[0]);
+    } else {
+      // Rank 0 checked these bytes; decoding them again only restores the structure.
+      (void)coll::decode_rank_state(detail::bounded_recv(*p.c, p.call, p.comm, 0), n, mine);
+    }
+    p.set_local_state(mine);
+  } else {
+    // Residual and velocity totals by global element (the velocity after the residual).
+    const bool velocity = !here.velocity.empty();
+    const std::size_t len = velocity ? 2 * n : n;
+    std::vector<double> sum(len, 0.0);
+    for (const coll::RankState& s : saved) {
+      for (const auto& sl : s.slots)
+        for (std::size_t i = 0; i < sl.data.size(); ++i) sum[sl.offset + i] += sl.data[i];
+      if (velocity)
+        for (std::size_t i = 0; i < s.velocity.size(); ++i) sum[n + i] += s.velocity[i];
+    }
+    sum = detail::bounded_of(*p.c, p.call, "MPI_Ibcast", sum, [cc, len](void* b, MPI_Request* r) {
+      return MPI_Ibcast(b, static_cast<int>(len), MPI_DOUBLE, 0, cc, r);
+    });
+    int has = 0;
+    for (const auto& s : p.ef().slots) has = has || s.primary;
+    const int holders =
+        detail::bounded_of(*p.c, p.call, "MPI_Iallreduce", std::vector<int>{has},
+                           [cc](void* b, MPI_Request* r) {
+                             return MPI_Iallreduce(MPI_IN_PLACE, b, 1, MPI_INT, MPI_SUM, cc, r);
+                           })[0];
+    if (velocity) {
+      // Every rank holds a full-range velocity: each takes an even share of the total.
+      std::vector<float> u(n);
+      for (std::size_t i = 0; i < n; ++i)
+        u[i] = static_cast<float>(sum[n + i] / static_cast<double>(p.c->size));
+      p.dgc->set_velocity(u);
+      sum.resize(n);
+    }
+    p.set_residual(sum, holders);
+  }
+  p.ef().set_warm_start(warm);
+  p.step = v[1];
 }
 
 void Plan::Impl::add_residual(std::vector<double>& sum) const {

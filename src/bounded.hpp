@@ -30,6 +30,14 @@ std::vector<std::byte> bounded(Communicator::Impl& c, const CallInfo& call, cons
 // matched its abandoned one) time out in the second instead of in the unbounded step.
 void bounded_arrival(Communicator::Impl& c, const CallInfo& call);
 
+// Bytes of any size from this rank to `peer` on comm (a u64 length, then chunks of at most
+// 1 GiB, tag kBytesTag), each part under the deadline and policy: the plan-state file's
+// gather to rank 0 and share-out from it. bounded_recv returns what the peer's send sent.
+void bounded_send(Communicator::Impl& c, const CallInfo& call, MPI_Comm comm, int peer,
+                  const std::vector<char>& bytes);
+std::vector<char> bounded_recv(Communicator::Impl& c, const CallInfo& call, MPI_Comm comm,
+                               int peer);
+
 // Typed convenience: a vector of T in, the result out.
 template <class T>
 std::vector<T> bounded_of(Communicator::Impl& c, const CallInfo& call, const char* what,

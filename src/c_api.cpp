@@ -444,6 +444,22 @@ gw_status_t gw_plan_load_residual(gw_plan_t plan, const char* path) {
   });
 }
 
+gw_status_t gw_plan_save_state(gw_plan_t plan, const char* path) {
+  return guarded("gw_plan_save_state", [&] {
+    auto& p = need(plan, "plan handle is NULL").plan;
+    if (path == nullptr) throw CError{GW_INVALID_ARGUMENT, "path is NULL"};
+    p.save_state(path);
+  });
+}
+
+gw_status_t gw_plan_load_state(gw_plan_t plan, const char* path) {
+  return guarded("gw_plan_load_state", [&] {
+    auto& p = need(plan, "plan handle is NULL").plan;
+    if (path == nullptr) throw CError{GW_INVALID_ARGUMENT, "path is NULL"};
+    p.load_state(path);
+  });
+}
+
 gw_status_t gw_allreduce_compressed(gw_comm_t comm, const void* send, void* recv, size_t count,
                                     gw_dtype_t dtype, gw_op_t op, const char* codec,
                                     const char* algorithm) {

@@ -110,6 +110,9 @@ class PowerSgd final : public Algorithm {
     advance();
   }
 
+  std::vector<float> warm_start() const override { return qbuf_; }
+  void set_warm_start(const std::vector<float>& q) override { qbuf_ = q; }
+
   bool progress() override {
     while (stage_ < 3) {
       const int n = t_.test_some(done_.data());

@@ -199,6 +199,21 @@ class PowerSgdDevice final : public Algorithm {
           "cudaMemcpy (residual to device)");
   }
 
+  std::vector<float> warm_start() const override {
+    std::vector<float> q(l_.qn);
+    check(cudaEventSynchronize(finished_), "cudaEventSynchronize");
+    if (!q.empty())
+      check(cudaMemcpy(q.data(), q_dev_.get(), q.size() * sizeof(float), cudaMemcpyDeviceToHost),
+            "cudaMemcpy (Q to host)");
+    return q;
+  }
+  void set_warm_start(const std::vector<float>& q) override {
+    check(cudaEventSynchronize(finished_), "cudaEventSynchronize");
+    if (!q.empty())
+      check(cudaMemcpy(q_dev_.get(), q.data(), q.size() * sizeof(float), cudaMemcpyHostToDevice),
+            "cudaMemcpy (Q to device)");
+  }
+
   void begin(const void* in, void* out, std::uint64_t) override {
     in_ = static_cast<const float*>(in);
     out_ = static_cast<float*>(out);

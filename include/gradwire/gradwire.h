@@ -232,6 +232,13 @@ gw_status_t gw_plan_reset_residual(gw_plan_t plan);
 /* Collective; the file is keyed by global element, loadable at another number of ranks. */
 gw_status_t gw_plan_save_residual(gw_plan_t plan, const char* path);
 gw_status_t gw_plan_load_residual(gw_plan_t plan, const char* path);
+/* Checkpoints, collective: the plan's whole state (every rank's residual, DGC velocity,
+ * PowerSGD's warm-start Q, the step); rank 0 writes and reads path. Loaded on as many ranks,
+ * the next run is bit-identical to the uninterrupted one; on another number of ranks the
+ * residual and velocity totals are shared out by global element. A file of another plan
+ * configuration or version, or a corrupted one, is GW_INVALID_ARGUMENT on every rank. */
+gw_status_t gw_plan_save_state(gw_plan_t plan, const char* path);
+gw_status_t gw_plan_load_state(gw_plan_t plan, const char* path);
 /* Collective over plan's communicator: takes over from's error-feedback residual by global
  * element range (typically from a plan on the communicator that gw_comm_shrink replaced). */
 gw_status_t gw_plan_carry_residual(gw_plan_t plan, gw_plan_t from);

@@ -181,6 +181,19 @@ class Plan {
   // (allgather plans: the holder of each range takes it). Conserves the survivors' total.
   void carry_residual(const Plan* from);
 
+  // Checkpoints. Collective. Everything the next run starts from: each rank's error-feedback
+  // residual, DGC velocity (momentum), PowerSGD's warm-start Q and step(); rank 0 writes and
+  // reads the file (the plan-state file, docs/compressed-collectives.md, "Checkpoints").
+  // Loaded on as many ranks as saved it, by a plan of the same configuration, the next run
+  // gives the very bits the uninterrupted plan's would. On another number of ranks (or where
+  // "auto" chose an algorithm with other residual slots) the residual and the velocity are
+  // summed by global element and shared out as load_residual does (the totals are kept); Q
+  // and the step carry unchanged. A file of another configuration (collective, elements,
+  // dtype, codec, algorithm, error_feedback, momentum, powersgd_rank and shapes), version, or
+  // a corrupted one is InvalidArgument on every rank, naming what differs.
+  void save_state(const std::string& path) const;
+  void load_state(const std::string& path);
+
   struct Impl;
 
  private:

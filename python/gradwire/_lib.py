@@ -122,6 +122,8 @@ _declare("gw_plan_set_step", plan_t, c_uint64)
 _declare("gw_plan_reset_residual", plan_t)
 _declare("gw_plan_save_residual", plan_t, c_char_p)
 _declare("gw_plan_load_residual", plan_t, c_char_p)
+_declare("gw_plan_save_state", plan_t, c_char_p)
+_declare("gw_plan_load_state", plan_t, c_char_p)
 
 
 def last_error():

@@ -6,6 +6,7 @@ decides (codec parsing, validation, algorithm choice, agreement between ranks).
 """
 import ctypes
 import os
+import tempfile
 import threading
 from ctypes import byref, c_int, c_size_t, c_uint64, c_void_p
 
@@ -143,6 +144,16 @@ class Communicator:
     def broadcast(self, buf, count, dtype="uint8", root=0):
         call("gw_broadcast", self._h, c_void_p(buf), c_size_t(count), DTYPES[dtype], root)
 
+    def broadcast_bytes(self, data, root=0):
+        """Collective: root's bytes on every rank (the others' `data` is ignored)."""
+        size = (ctypes.c_uint64 * 1)(len(data) if self.rank == root else 0)
+        self.broadcast(ctypes.addressof(size), 8, "uint8", root)
+        n = size[0]
+        buf = ctypes.create_string_buffer(data if self.rank == root else b"", max(n, 1))
+        if n:
+            self.broadcast(ctypes.addressof(buf), n, "uint8", root)
+        return buf.raw[:n]
+
     def destroy(self):
         """Collective. Destroy every plan made on this communicator first."""
         if self._h:
@@ -246,6 +257,40 @@ class Plan:
     def load_residual(self, path):
         """Collective; rank 0 reads the file, loadable at another rank count."""
         call("gw_plan_load_residual", self._h, str(path).encode())
+
+    def save_state(self, path):
+        """Collective: everything the next run starts from (every rank's residual, DGC
+        velocity, PowerSGD's warm-start Q, the step); rank 0 writes the file. Loaded on as
+        many ranks, the next step is bit-identical to the uninterrupted run's; on another
+        number of ranks the residual and velocity totals are shared out (docs/python.md,
+        "Checkpoints")."""
+        call("gw_plan_save_state", self._h, str(path).encode())
+
+    def load_state(self, path):
+        """Collective; rank 0 reads and checks the file (another configuration, version or a
+        corrupted file: InvalidArgumentError on every rank, naming what differs)."""
+        call("gw_plan_load_state", self._h, str(path).encode())
+
+    def state_bytes(self):
+        """Collective: save_state's file as bytes, the same on every rank."""
+        fd, path = tempfile.mkstemp(prefix="gradwire-state-")
+        os.close(fd)
+        try:
+            self.save_state(path)  # rank 0 writes
+            data = open(path, "rb").read() if self.comm.rank == 0 else b""
+        finally:
+            os.unlink(path)
+        return self.comm.broadcast_bytes(data)
+
+    def load_state_bytes(self, data):
+        """Collective: load_state from state_bytes()'s bytes (rank 0's are the ones read)."""
+        fd, path = tempfile.mkstemp(prefix="gradwire-state-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self.load_state(path)
+        finally:
+            os.unlink(path)
 
     def destroy(self):
         if self._h:

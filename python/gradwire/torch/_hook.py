@@ -5,9 +5,6 @@ parameters that are matrices of at least `min_compress_numel` elements go throug
 (compressed); the others (biases, norms, small tensors) through a dense allreduce. Both are
 averaged by the library (op avg), as DDP expects of a hook.
 """
-import os
-import tempfile
-
 import torch
 import torch.distributed as dist
 
@@ -213,8 +210,8 @@ class GradwireHook:
             b = _Bucket(self, key, buf, bucket.parameters())
             self._buckets[key[0]] = b
             state = self._pending.pop(key, None)
-            if state is not None and b.plan is not None:
-                self._restore(b.plan, state)
+            if state is not None:
+                self._restore(b, state)
         return b
 
     def _planned(self, key, buf, bucket):
@@ -273,29 +270,38 @@ class GradwireHook:
         return sorted({s["algorithm"] for s in self.stats()})
 
     # ---- checkpoints ----
+    _STATE_VERSION = 2  # 1 held only the summed residual and the step
+
     def state_dict(self):
-        """Collective (every rank calls it; all get the same dict): each plan's step and
-        error-feedback residual (summed over ranks, keyed by global element, so it loads at
-        another rank count)."""
+        """Collective (every rank calls it; all get the same dict): per bucket the whole state
+        of its plans (each rank's residual, DGC velocity, PowerSGD's Q, the step) as the
+        library's plan-state file. Loaded on as many ranks, the next step is bit-identical to
+        the uninterrupted run's; on another number of ranks the residual and velocity totals
+        are shared out by global element (docs/python.md, "Checkpoints")."""
         self._progress.drain()
         plans = {}
         with self._progress.lock:
             for index in sorted(self._buckets):
                 b = self._buckets[index]
-                if b.plan is None:
+                if b.plan is None and b.dense_plan is None:
                     continue
-                plans[repr(b.key)] = {"key": b.key, "step": b.plan.step,
-                                      "residual": self._save_residual(b.plan)}
-        return {"version": 1, "world_size": self._world.size, "iter": self.iter,
-                "plans": plans}
+                plans[repr(b.key)] = {
+                    "key": b.key,
+                    "step": (b.plan or b.dense_plan).step,  # informational: the file has it
+                    "plan": b.plan.state_bytes() if b.plan is not None else None,
+                    "dense_plan": b.dense_plan.state_bytes() if b.dense_plan is not None
+                    else None}
+        return {"version": self._STATE_VERSION, "world_size": self._world.size,
+                "iter": self.iter, "plans": plans}
 
     def load_state_dict(self, state):
         """Plans made later take their state when their layout matches the saved one (and are
         then made at once, without the plain first iteration). Plans that exist already load it
         now, which is collective."""
-        if state.get("version") != 1:
+        if state.get("version") != self._STATE_VERSION:
             raise errors.InvalidArgumentError(
-                f"gradwire hook state: version {state.get('version')!r}, expected 1")
+                f"gradwire hook state: version {state.get('version')!r}, this gradwire reads "
+                f"{self._STATE_VERSION} (version 1 held only the residual: save it again)")
         self._progress.drain()
         pending = {tuple(v["key"]) if not isinstance(v["key"], tuple) else v["key"]: v
                    for v in state["plans"].values()}
@@ -303,40 +309,16 @@ class GradwireHook:
             for index in sorted(self._buckets):
                 b = self._buckets[index]
                 s = pending.pop(b.key, None)
-                if s is not None and b.plan is not None:
-                    self._restore(b.plan, s)
+                if s is not None:
+                    self._restore(b, s)
         self._pending = pending
+        self.iter = max(self.iter, int(state.get("iter", 0)))
 
-    def _save_residual(self, plan):
-        fd, path = tempfile.mkstemp(prefix="gradwire-residual-")
-        os.close(fd)
-        try:
-            plan.save_residual(path)  # rank 0 writes
-            data = open(path, "rb").read() if self._world.rank == 0 else b""
-        finally:
-            os.unlink(path)
-        return self._share(data)
-
-    def _share(self, data):
-        """rank 0's bytes on every rank (so any rank's checkpoint is complete)."""
-        import ctypes
-        size = (ctypes.c_uint64 * 1)(len(data))
-        self._world.broadcast(ctypes.addressof(size), 8, "uint8", 0)
-        buf = (ctypes.c_char * max(size[0], 1)).from_buffer_copy(data.ljust(max(size[0], 1),
-                                                                           b"\0"))
-        if size[0]:
-            self._world.broadcast(ctypes.addressof(buf), size[0], "uint8", 0)
-        return bytes(buf)[:size[0]]
-
-    def _restore(self, plan, state):
-        fd, path = tempfile.mkstemp(prefix="gradwire-residual-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(state["residual"])
-            plan.load_residual(path)  # rank 0 reads and shares it out
-        finally:
-            os.unlink(path)
-        plan.step = state["step"]
+    @staticmethod
+    def _restore(b, state):
+        for plan, data in ((b.plan, state.get("plan")), (b.dense_plan, state.get("dense_plan"))):
+            if plan is not None and data is not None:
+                plan.load_state_bytes(data)  # rank 0 reads it and shares it out
 
     def close(self):
         self._progress.drain()
