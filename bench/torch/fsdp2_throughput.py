@@ -131,6 +131,11 @@ def run_row(args, world, mode):
         stats = handle.stats()
         rs_bytes = sum(s["wire_bytes"] for s in stats)
         algorithms = ",".join(handle.algorithms())
+        # Where the last step's reduce-scatter time went (this rank's plans, summed).
+        parts = {k: sum(s[k] for s in stats) for k in ("encode_s", "transfer_s", "decode_s",
+                                                       "total_s")}
+        print(f"# rank {world.rank} {mode}: last step's plans: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()), flush=True)
         handle.close()
     elif mode == "default":
         # The least a reduce-scatter of the float32 input sends: the other ranks' blocks

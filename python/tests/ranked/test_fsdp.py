@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.fsdp._fully_shard._fsdp_api import ReduceScatter
 from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultReduceScatter
 
@@ -25,16 +25,17 @@ def ranks(world):
     return world
 
 
-def sharded_mlp(seed=0):
+def sharded_mlp(seed=0, reduce_dtype=None):
     # Three layers, each its own FSDP parameter group (and so its own plan); blocks of several
     # 512-element codec buckets at 2 and 4 ranks.
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
                           nn.Linear(64, 10))
+    policy = MixedPrecisionPolicy(reduce_dtype=reduce_dtype)
     for layer in model:
         if isinstance(layer, nn.Linear):
-            fully_shard(layer)
-    fully_shard(model)
+            fully_shard(layer, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
     return model
 
 
@@ -149,6 +150,29 @@ def test_shards_within_the_documented_bound_of_the_default(world, codec, bits):
         for pa, pb in zip(reference.parameters(), model.parameters()):
             torch.testing.assert_close(pb.grad.to_local(), pa.grad.to_local(),
                                        rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_16_bit_reduce_dtype_matches_the_default(world, dtype):
+    # FSDP asks for SUM (float16, dividing before and after itself) or AVG (bfloat16); the
+    # plan reduces the widened gradients in float32. The default sums in 16 bits, so the two
+    # agree within a few 16-bit roundings per rank.
+    reference, model = sharded_mlp(reduce_dtype=dtype), sharded_mlp(reduce_dtype=dtype)
+    handle = gw_fsdp.compress(model, codec="none")
+    want, got = record(reference), record(model, handle)
+    x, y = batch(0, world.rank)
+    backward(reference, x, y)
+    backward(model, x, y)
+    assert handle.algorithms() == ["dense"]
+    eps = torch.finfo(dtype).eps
+    for name in got:
+        assert got[name].outputs[0].dtype == dtype
+        ours, theirs = got[name].outputs[0].float(), want[name].outputs[0].float()
+        scale = want[name].inputs[0].float().abs().max() * world.size
+        torch.testing.assert_close(ours, theirs, rtol=(world.size + 1) * eps,
+                                   atol=float((world.size + 1) * eps * scale))
+    for pa, pb in zip(reference.parameters(), model.parameters()):
+        assert pb.grad.dtype == torch.float32
 
 
 def test_error_feedback_carries_the_rounding_into_later_steps(world):
