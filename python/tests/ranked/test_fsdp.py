@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.fsdp._fully_shard._fsdp_api import ReduceScatter
 from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultReduceScatter
 
@@ -258,3 +258,16 @@ def test_bad_codec_raises_on_every_rank(world):
 def test_a_model_without_fsdp_is_refused(world):
     with pytest.raises(gradwire.InvalidArgumentError, match="fully_shard"):
         gw_fsdp.compress(nn.Linear(4, 4), codec="q8")
+
+
+def test_a_divide_factor_fsdp_cannot_average_with_is_refused(world):
+    # A factor other than the world size makes FSDP ask for PREMUL_SUM: refused by name on
+    # every rank (each rank sees the same op, so none waits for another).
+    model = sharded_mlp()
+    gw_fsdp.compress(model, codec="q8")
+    for m in model.modules():  # each FSDP module sets its own groups' factor
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(world.size + 1.0)
+    x, y = batch(0, world.rank)
+    with pytest.raises(gradwire.UnsupportedError, match="PREMUL_SUM"):
+        backward(model, x, y)
