@@ -6,7 +6,8 @@
     plan = gradwire.Plan(comm, n, codec="q8")  # collective
     plan.run(x.ctypes.data, x.ctypes.data)
 
-PyTorch users: gradwire.torch (init() and register() of a DDP communication hook).
+PyTorch users: gradwire.torch (init() and register() of a DDP communication hook;
+gradwire.torch.fsdp.compress() for FSDP2 models).
 """
 from .core import Communicator, Plan, Request, finalize_mpi, init_mpi, version
 from .errors import (CUDAError, Error, FinalizedError, InternalError, InvalidArgumentError,
