@@ -70,7 +70,8 @@ Communicator Communicator::respawn(std::uint64_t step) {
     }
     MPI_Comm_free(&survivors);
     try {
-      return Communicator(detail::grow_onto(base, c.rank, missing_from(c.comm, base->comm), step, call));
+      const std::vector<int> lost = missing_from(c.comm, base->comm);  // in c's numbering
+      return Communicator(detail::grow_onto(base, c.rank, lost, step, call));
     } catch (const Error& e) {
       if (e.code() != ErrorCode::PeerFailed || !base->fault || !base->fault->failed) throw;
       survivors = detail::take_survivors(*base, call);

@@ -124,7 +124,6 @@ void adopt_environment(const std::vector<char>& env) {
   }
 }
 
-
 // What a merge produced; shared with the thread that runs it, which may outlive the wait.
 struct MergeJob {
   std::mutex mu;
@@ -170,7 +169,8 @@ bool merge_within(MPI_Comm inter, int high, int key, double limit, WatchSlot& wa
   } else {
     std::thread([inter, high, key, job] { run_merge(inter, high, key, *job); }).detach();
     std::unique_lock lock(job->mu);
-    if (!job->done_cv.wait_for(lock, std::chrono::duration<double>(limit), [&] { return job->done; })) {
+    const auto until_done = [&] { return job->done; };
+    if (!job->done_cv.wait_for(lock, std::chrono::duration<double>(limit), until_done)) {
       why = "MPI_Intercomm_merge did not complete within GRADWIRE_INIT_TIMEOUT (a process of the "
             "intercommunicator died inside it; Open MPI 5.0 cannot interrupt it: left to spin on "
             "a thread of its own)";
