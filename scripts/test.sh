@@ -12,7 +12,8 @@
 #     2. a CPU-only build under AddressSanitizer + UBSan: the same tests but those labelled
 #        `full-build-only` (tests/CMakeLists.txt says which and why: each runs once);
 #     3. a fault-tolerant build against Open MPI 5 with ULFM (scripts/setup.sh installs it;
-#        CPU-only, only the targets its tests need): the shrink-on-failure tests;
+#        CPU-only, only the targets its tests need): shrink, respawn and grow with a rank
+#        killed, and test_on_failure.cpp's ULFM cases (gw_ulfm_tests);
 #     4. the codec decoders' fuzz targets for a bounded time, under ASan (clang);
 #     5. the Python tier (scripts/test_python.sh).
 #
@@ -97,7 +98,7 @@ step "fault-tolerant build against Open MPI 5 (ULFM): shrink on a lost rank"
 ompi5=${GRADWIRE_OMPI5:-/opt/gradwire-ompi5}
 if timed "ulfm: build" "$root/scripts/build.sh" "$root/build-ft" -DMPI_HOME="$ompi5" \
      -DGRADWIRE_ULFM=ON -DGRADWIRE_CUDA=OFF -DGRADWIRE_NCCL=OFF -DGRADWIRE_BUILD_TESTS=ON \
-     -DGRADWIRE_BUILD_BENCH=OFF -- gw_ft_probe gw_fault_probe gw_respawn_probe; then
+     -DGRADWIRE_BUILD_BENCH=OFF -- gw_ft_probe gw_fault_probe gw_respawn_probe gw_ulfm_tests; then
   timed "ulfm: tests" ctest_in "$root/build-ft" -L ulfm --timeout 120 || status=1
 else
   status=1

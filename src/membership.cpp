@@ -52,21 +52,31 @@ Communicator Communicator::respawn(std::uint64_t step) {
            "GRADWIRE_ON_FAILURE=respawn)");
   }
   MPI_Comm survivors = detail::take_survivors(c, call);
-  const std::vector<int> lost = missing_from(c.comm, survivors);
   Options o = c.options;
   o.timeout_s = c.timeout_s;
   o.init_timeout_s = c.init_timeout_s;
   o.on_timeout = c.policy == OnTimeout::Abort ? Options::Policy::Abort : Options::Policy::Return;
   o.on_failure = Options::FailurePolicy::Respawn;
-  std::shared_ptr<Impl> base;
-  try {
-    base = std::make_shared<Impl>(survivors, o);
-  } catch (...) {
+  // A survivor dying during the growth ends it with PeerFailed on every other survivor (the
+  // failure agreement on `base`): they shrink again and respawn every rank lost so far. Each
+  // round loses a process, so this ends within size() rounds, each bounded by the deadline.
+  while (true) {
+    std::shared_ptr<Impl> base;
+    try {
+      base = std::make_shared<Impl>(survivors, o);
+    } catch (...) {
+      MPI_Comm_free(&survivors);
+      throw;
+    }
     MPI_Comm_free(&survivors);
-    throw;
+    try {
+      const std::vector<int> lost = missing_from(c.comm, base->comm);  // in c's numbering
+      return Communicator(detail::grow_onto(base, c.rank, lost, step, call));
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::PeerFailed || !base->fault || !base->fault->failed) throw;
+      survivors = detail::take_survivors(*base, call);
+    }
   }
-  MPI_Comm_free(&survivors);
-  return Communicator(detail::grow_onto(base, c.rank, lost, step, call));
 }
 
 Communicator Communicator::grow(int n, std::uint64_t step) {

@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -120,6 +122,63 @@ void adopt_environment(const std::vector<char>& env) {
     const std::size_t eq = v.find('=');
     if (eq != std::string::npos && eq > 0) setenv(v.substr(0, eq).c_str(), v.c_str() + eq + 1, 0);
   }
+}
+
+// What a merge produced; shared with the thread that runs it, which may outlive the wait.
+struct MergeJob {
+  std::mutex mu;
+  std::condition_variable done_cv;
+  bool done = false;
+  MPI_Comm merged = MPI_COMM_NULL;
+  MPI_Comm ordered = MPI_COMM_NULL;
+  std::string why;  // empty: both made
+};
+
+void run_merge(MPI_Comm inter, int high, int key, MergeJob& job) {
+  MPI_Comm merged = MPI_COMM_NULL, ordered = MPI_COMM_NULL;
+  std::string why;
+  if (MPI_Intercomm_merge(inter, high, &merged) != MPI_SUCCESS) {
+    merged = MPI_COMM_NULL, why = "MPI_Intercomm_merge failed";
+  } else {
+    MPI_Comm_set_errhandler(merged, MPI_ERRORS_RETURN);
+    if (MPI_Comm_split(merged, 0, key, &ordered) != MPI_SUCCESS)
+      ordered = MPI_COMM_NULL, why = "MPI_Comm_split of the merged communicator failed";
+  }
+  std::lock_guard lock(job.mu);
+  job.merged = merged, job.ordered = ordered, job.why = why, job.done = true;
+  job.done_cv.notify_all();
+}
+
+// MPI_Intercomm_merge of `inter`, then the split that orders it by key, within `limit`
+// seconds. Open MPI 5.0's merge never returns once a process of the intercommunicator has
+// died: its context-id agreement (ompi_comm_nextcid) drops the failed reduction's error and
+// retries forever, and neither MPIX_Comm_revoke of the intercommunicator nor a failure
+// acknowledgement stops it (tried). So where MPI gives MPI_THREAD_MULTIPLE the merge runs on
+// a thread of its own and is abandoned past the deadline: that thread keeps spinning in
+// Open MPI for the rest of the process (docs/fault-tolerance.md says what that costs), and the
+// caller learns `false` in bounded time, to agree on with the others. Without
+// MPI_THREAD_MULTIPLE nothing can wait beside the merge: the watchdog ends the job instead.
+bool merge_within(MPI_Comm inter, int high, int key, double limit, WatchSlot& watch,
+                  const CallInfo& call, MPI_Comm& merged, MPI_Comm& ordered, std::string& why) {
+  int level = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&level);
+  auto job = std::make_shared<MergeJob>();
+  if (level < MPI_THREAD_MULTIPLE) {
+    Armed guard(watch, limit, call);
+    run_merge(inter, high, key, *job);
+  } else {
+    std::thread([inter, high, key, job] { run_merge(inter, high, key, *job); }).detach();
+    std::unique_lock lock(job->mu);
+    const auto until_done = [&] { return job->done; };
+    if (!job->done_cv.wait_for(lock, std::chrono::duration<double>(limit), until_done)) {
+      why = "MPI_Intercomm_merge did not complete within GRADWIRE_INIT_TIMEOUT (a process of the "
+            "intercommunicator died inside it; Open MPI 5.0 cannot interrupt it: left to spin on "
+            "a thread of its own)";
+      return false;
+    }
+  }
+  merged = job->merged, ordered = job->ordered, why = job->why;
+  return why.empty();
 }
 
 }  // namespace
@@ -233,18 +292,7 @@ std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator
   }
   MPI_Comm merged = MPI_COMM_NULL, ordered = MPI_COMM_NULL;
   std::shared_ptr<Communicator::Impl> grown;
-  {
-    // A joiner dying inside the merge leaves it spinning (Open MPI 5.0): the job ends at the
-    // deadline with this message rather than hang.
-    Armed guard(b.watch, limit, call);
-    if (MPI_Intercomm_merge(inter, 0, &merged) != MPI_SUCCESS) {
-      ok = 0, merged = MPI_COMM_NULL, why = "MPI_Intercomm_merge failed";
-    } else {
-      MPI_Comm_set_errhandler(merged, MPI_ERRORS_RETURN);
-      if (MPI_Comm_split(merged, 0, my_key, &ordered) != MPI_SUCCESS)
-        ok = 0, ordered = MPI_COMM_NULL, why = "MPI_Comm_split of the merged communicator failed";
-    }
-  }
+  if (!merge_within(inter, 0, my_key, limit, b.watch, call, merged, ordered, why)) ok = 0;
   if (ok) {
     Options o = b.options;
     o.timeout_s = b.timeout_s;
@@ -261,17 +309,24 @@ std::shared_ptr<Communicator::Impl> grow_onto(const std::shared_ptr<Communicator
       ok = 0, why = std::string("the grown communicator's rendezvous failed: ") + e.what();
     }
   }
-  {
-    Armed guard(b.watch, b.timeout_s, call);
-    const int rc = MPIX_Comm_agree(b.comm, &ok);
-    if (rc != MPI_SUCCESS) b.check_mpi(rc, call, "MPIX_Comm_agree");
-  }
-  if (!ok) {
-    // The joiners that are alive learn it at their next call (revoked: PeerFailed).
+  // The joiners that are alive learn of an abandoned growth at their next call (revoked:
+  // PeerFailed).
+  auto revoke_grown = [&] {
     for (MPI_Comm c : {grown ? grown->comm : MPI_COMM_NULL, ordered, merged})
       if (c != MPI_COMM_NULL) MPIX_Comm_revoke(c);
     if (grown) grown->pending_leaked = true;
     grown.reset();
+  };
+  {
+    Armed guard(b.watch, b.timeout_s, call);
+    const int rc = MPIX_Comm_agree(b.comm, &ok);
+    if (rc != MPI_SUCCESS) {
+      revoke_grown();  // a survivor died: PeerFailed from base, on every survivor
+      b.check_mpi(rc, call, "MPIX_Comm_agree");
+    }
+  }
+  if (!ok) {
+    revoke_grown();
     return abandon(why.empty() ? "failed on another rank" : why, false);
   }
   MPI_Comm_free(&ordered);
@@ -331,14 +386,8 @@ std::shared_ptr<Communicator::Impl> join_running_job(const Options& o) {
     std::_Exit(1);
   });
   MPI_Comm merged = MPI_COMM_NULL, ordered = MPI_COMM_NULL;
-  {
-    Armed guard(watch, limit, call);
-    if (MPI_Intercomm_merge(parent, 1, &merged) != MPI_SUCCESS)
-      fail(ErrorCode::PeerFailed, "MPI_Intercomm_merge with the running job failed");
-    MPI_Comm_set_errhandler(merged, MPI_ERRORS_RETURN);
-    if (MPI_Comm_split(merged, 0, h.key, &ordered) != MPI_SUCCESS)
-      fail(ErrorCode::PeerFailed, "MPI_Comm_split of the merged communicator failed");
-  }
+  if (!merge_within(parent, 1, h.key, limit, watch, call, merged, ordered, why))
+    fail(ErrorCode::PeerFailed, "merging with the running job failed: " + why);
   Options mine = o;
   mine.init_timeout_s = limit;
   auto impl = std::make_shared<Communicator::Impl>(ordered, mine);

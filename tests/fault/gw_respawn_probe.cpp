@@ -10,6 +10,12 @@
 // Test hooks (environment): GW_TEST_KILL_RANK=K GW_TEST_KILL_CALL=N [GW_TEST_KILL_DELAY_US=D]
 // as in gw_ft_probe (the original rank K dies in call N). A file DIR/kill_joiner: every
 // replacement dies right after MPI_Init, before it joins (the survivors must go on shrunk).
+// A file DIR/kill_joiner_in_merge: every replacement dies on entering MPI_Intercomm_merge,
+// after its hand-shake, while the survivors are inside the merge (the profiling interface:
+// the library's call reaches this program's MPI_Intercomm_merge first). A file
+// DIR/kill_survivor holding "ID POINT": the survivor of that id dies inside respawn(), on
+// entering its first MPI_Allreduce (POINT step: the agreement on the step to resume at),
+// MPI_Comm_spawn (spawn) or MPI_Intercomm_merge (merge).
 //
 // Every rank is known by its id: its rank in the original numbering (a replacement takes the
 // lost rank's). Inputs depend on (id, iteration); the exact sum is over the current members'
@@ -39,6 +45,11 @@
 using namespace gradwire;
 
 namespace {
+
+bool die_in_merge = false;  // this process is told to die entering MPI_Intercomm_merge
+bool die_in_spawn = false;  // ... entering MPI_Comm_spawn
+bool die_in_step = false;   // ... entering MPI_Allreduce once in_respawn
+bool in_respawn = false;
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -98,8 +109,27 @@ std::vector<int> member_ids(Communicator& c, int id) {
 
 }  // namespace
 
+extern "C" int MPI_Intercomm_merge(MPI_Comm inter, int high, MPI_Comm* merged) {
+  if (die_in_merge) std::raise(SIGKILL);
+  return PMPI_Intercomm_merge(inter, high, merged);
+}
+
+extern "C" int MPI_Allreduce(const void* in, void* out, int count, MPI_Datatype type, MPI_Op op,
+                             MPI_Comm comm) {
+  if (die_in_step && in_respawn) std::raise(SIGKILL);
+  return PMPI_Allreduce(in, out, count, type, op, comm);
+}
+
+extern "C" int MPI_Comm_spawn(const char* command, char* argv[], int maxprocs, MPI_Info info,
+                              int root, MPI_Comm comm, MPI_Comm* inter, int errcodes[]) {
+  if (die_in_spawn) std::raise(SIGKILL);
+  return PMPI_Comm_spawn(command, argv, maxprocs, info, root, comm, inter, errcodes);
+}
+
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
+  // MPI_THREAD_MULTIPLE: what lets gradwire bound a merge that a dying process leaves spinning.
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   const std::string mode = argc > 1 ? argv[1] : "dense";
   const int iters = argc > 2 ? std::atoi(argv[2]) : 30;
   const std::string dir = argc > 3 ? argv[3] : "/tmp";
@@ -107,6 +137,7 @@ int main(int argc, char** argv) {
   const int grow_n = argc > 5 ? std::atoi(argv[5]) : 0;
   // (A file, not the environment: a joiner has its parent's environment only once it joined.)
   if (Communicator::joining() && std::ifstream(dir + "/kill_joiner")) std::raise(SIGKILL);
+  die_in_merge = Communicator::joining() && std::ifstream(dir + "/kill_joiner_in_merge");
   const int kill_id = env_int("GW_TEST_KILL_RANK", -1);
   const int kill_call = env_int("GW_TEST_KILL_CALL", -1);
   const int kill_delay_us = env_int("GW_TEST_KILL_DELAY_US", 0);
@@ -117,6 +148,14 @@ int main(int argc, char** argv) {
   auto comm = std::make_unique<Communicator>(MPI_COMM_WORLD, o);
   const bool joiner = comm->joined();
   const int id = comm->rank();  // original numbering: a replacement takes the lost rank's
+  if (!joiner) {
+    int victim = -1;
+    std::string point;
+    std::ifstream(dir + "/kill_survivor") >> victim >> point;
+    die_in_merge = id == victim && point == "merge";
+    die_in_spawn = id == victim && point == "spawn";
+    die_in_step = id == victim && point == "step";
+  }
   int initial = comm->size();
 
   std::vector<float> x(n), y(n), model(n, 0.0f);
@@ -197,7 +236,9 @@ int main(int argc, char** argv) {
       std::ifstream(dir + "/kill_ns") >> kill_ns;
       // Survivors may be one call apart: respawn() agrees on the furthest, and the state
       // comes from the lowest rank that reached it.
+      in_respawn = true;
       auto next = std::make_unique<Communicator>(comm->respawn(static_cast<std::uint64_t>(it)));
+      in_respawn = false;
       ++changes;
       it = static_cast<int>(next->resume_step());
       next->share_state({{"model", model.data(), n, DType::Float32, Memory::Host}});

@@ -4,6 +4,12 @@
 #                        replacement; all 4 finish on 4 ranks with correct results.
 #   joiner-killed MODE:  the same, but the replacement dies before it joins; the 3 survivors
 #                        finish on 3 ranks, every one of them (the same view), in bounded time.
+#   joiner-killed-in-merge MODE: the replacement dies inside MPI_Intercomm_merge, after its
+#                        hand-shake; the 3 survivors abandon the merge at GRADWIRE_INIT_TIMEOUT,
+#                        agree, and finish on 3 ranks, every one of them.
+#   survivor-killed MODE: rank 3 dies inside respawn() (in the survivors' agreement on the
+#                        step); the other 2 agree on the second loss, respawn both lost ranks
+#                        and all 4 finish on 4 ranks.
 #   grow MODE:           2 ranks, grow(2) at call 5 of 12; all 4 finish on 4 ranks.
 # Usage: run_respawn.sh MPIRUN PROBE SCENARIO MODE
 set -u
@@ -19,21 +25,40 @@ np=4 args=("$mode" 20 "$dir")
 case $scenario in
   respawn) export GW_TEST_KILL_RANK=2 GW_TEST_KILL_CALL=7 ;;
   joiner-killed) export GW_TEST_KILL_RANK=2 GW_TEST_KILL_CALL=7; touch "$dir/kill_joiner" ;;
+  joiner-killed-in-merge)
+    export GW_TEST_KILL_RANK=2 GW_TEST_KILL_CALL=7; touch "$dir/kill_joiner_in_merge" ;;
+  survivor-killed)
+    export GW_TEST_KILL_RANK=2 GW_TEST_KILL_CALL=7; echo "3 step" >"$dir/kill_survivor" ;;
   grow) np=2 args=("$mode" 12 "$dir" 5 2) ;;
   *) echo "unknown scenario $scenario"; exit 2 ;;
 esac
+# The job's bound. Once a merge was abandoned, a survivor's MPI_Finalize can hang or crash
+# in Open MPI after its work is done (docs/fault-tolerance.md): that scenario's bound is on
+# the work (the PASS lines), and its processes are ended at 45 s.
+limit=75
+[ "$scenario" = joiner-killed-in-merge ] && limit=45
 start=$(date +%s)
-timeout -k 5 75 "$mpirun" --with-ft ulfm --oversubscribe -np $np \
+timeout -k 5 $limit "$mpirun" --with-ft ulfm --oversubscribe -np $np \
   -x GW_TEST_KILL_RANK -x GW_TEST_KILL_CALL -x GRADWIRE_TIMEOUT \
   -x GRADWIRE_INIT_TIMEOUT "$probe" "${args[@]}" >"$dir/log" 2>&1
 rc=$?
 elapsed=$(( $(date +%s) - start ))
-cat "$dir/log"
+# An abandoned merge's thread makes Open MPI's libnbc print this line on every retry (docs/
+# fault-tolerance.md): counted, not shown.
+grep -av "^NBC_Progress: an error" "$dir/log" | grep -av '^$'
+echo "($(grep -ac "^NBC_Progress: an error" "$dir/log") lines 'NBC_Progress: an error ...' left out)"
 echo "scenario '$scenario' '$mode': mpirun exit $rc after ${elapsed}s"
 # (mpirun exits 137 when a spawned process was SIGKILLed: the time tells a hang.)
-[ "$elapsed" -lt 75 ] || { echo "FAIL: the job hung until killed"; exit 1; }
-grep -q "^FAIL" "$dir/log" && { echo "FAIL: a rank reported a failure"; exit 1; }
-count() { grep -c "$1" "$dir/log"; }
+if [ "$elapsed" -ge $limit ]; then
+  if [ "$scenario" = joiner-killed-in-merge ] &&
+     [ "$(grep -ac "^PASS .* size 4->3 changes=1 " "$dir/log")" -eq 3 ]; then
+    echo "note: every survivor finished its work on 3 ranks, but not every process exited (MPI_Finalize beside the abandoned merge: docs/fault-tolerance.md)"
+  else
+    echo "FAIL: the job hung until killed"; exit 1
+  fi
+fi
+grep -aq "^FAIL" "$dir/log" && { echo "FAIL: a rank reported a failure"; exit 1; }
+count() { grep -ac "$1" "$dir/log"; }
 case $scenario in
   respawn)
     s=$(count "^PASS rank [013] id [013] mode=$mode joiner=0 size 4->4 changes=1 ")
@@ -42,7 +67,16 @@ case $scenario in
   joiner-killed)
     s=$(count "^PASS rank [012] id [013] mode=$mode joiner=0 size 4->3 changes=1 ")
     [ "$s" -eq 3 ] || { echo "FAIL: $s of 3 survivors finished on 3 ranks"; exit 1; }
-    grep -q "abandoned on every rank" "$dir/log" || { echo "FAIL: no word of the abandoned join"; exit 1; } ;;
+    grep -aq "abandoned on every rank" "$dir/log" || { echo "FAIL: no word of the abandoned join"; exit 1; } ;;
+  joiner-killed-in-merge)
+    s=$(count "^PASS rank [012] id [013] mode=$mode joiner=0 size 4->3 changes=1 ")
+    [ "$s" -eq 3 ] || { echo "FAIL: $s of 3 survivors finished on 3 ranks"; exit 1; }
+    grep -aq "abandoned on every rank (MPI_Intercomm_merge did not complete" "$dir/log" ||
+      { echo "FAIL: no word of the abandoned merge"; exit 1; } ;;
+  survivor-killed)
+    s=$(count "^PASS rank [01] id [01] mode=$mode joiner=0 size 4->4 changes=1 ")
+    j=$(count "^PASS rank [23] id [23] mode=$mode joiner=1 size -1->4 ")
+    [ "$s" -eq 2 ] && [ "$j" -eq 2 ] || { echo "FAIL: $s of 2 survivors and $j of 2 replacements finished on 4 ranks"; exit 1; } ;;
   grow)
     s=$(count "^PASS rank [01] id [01] mode=$mode joiner=0 size 2->4 changes=1 ")
     j=$(count "^PASS rank [23] id [23] mode=$mode joiner=1 size -1->4 ")

@@ -1,6 +1,6 @@
 // The failure policy (Options::on_failure, GRADWIRE_ON_FAILURE): what each build accepts. The
-// kill-a-rank tests themselves are tests/fault/run_shrink.sh (ULFM builds, under
-// mpirun --with-ft ulfm).
+// ULFM half runs in the ULFM build as gw_ulfm_tests (ulfm_on_failure_np3, under mpirun
+// --with-ft ulfm); the kill-a-rank tests are tests/fault/run_shrink.sh and run_respawn.sh.
 #include <gtest/gtest.h>
 #include <gmock/gmock.h>
 
