@@ -35,6 +35,16 @@ ROWS = {
 }
 
 
+def ddp_options(name):
+    """DistributedDataParallel's arguments for row `name`. PyTorch's PowerSGD hook gets one
+    bucket: on gloo, with several buckets in flight its chained allreduces (P, then Q, issued
+    from the futures' callbacks) reach different ranks in different orders, and gloo pairs
+    them by order: it aborted with "Received data size doesn't match expected size" on the
+    transformer (26 M parameters, 5 buckets). Every other row keeps DDP's defaults."""
+    kind, opts = ROWS[name]
+    return {"bucket_cap_mb": 4096} if opts.get("hook") == "powersgd" else {}
+
+
 def optimizer_momentum(name, momentum):
     """DGC rows keep the momentum in the plans; the optimizer gets none."""
     kind, opts = ROWS[name]

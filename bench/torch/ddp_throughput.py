@@ -161,7 +161,7 @@ def main():
         del bare, opt
         for row in rows:
             torch.manual_seed(args.seed)
-            model = DistributedDataParallel(work.make())
+            model = DistributedDataParallel(work.make(), **ddp_rows.ddp_options(row))
             hook = ddp_rows.attach(row, model)
             opt = torch.optim.SGD(model.parameters(), lr=work.lr,
                                   momentum=ddp_rows.optimizer_momentum(row, work.momentum))

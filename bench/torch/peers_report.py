@@ -58,6 +58,26 @@ def throughput_tables(runs):
     return "\n".join(out)
 
 
+def plan_table(runs, link, model):
+    """gradwire rows: where a step's time goes, from the plans' statistics (the last step's
+    run of each bucket's plan; the seconds of buckets in flight together overlap)."""
+    m = runs[link]["models"][model]
+    out = [f"| row | buckets | Σ encode s | Σ transfer s | Σ decode s | Σ plan run s | "
+           f"step median s | step − compute-only s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row, r in m["rows"].items():
+        if "buckets" not in r:
+            continue
+        b = r["buckets"]
+
+        def total(key):
+            return sum(x.get(key) or 0 for x in b)
+        out.append(f"| {row} ({r['algorithm']}) | {len(b)} | {total('encode_s'):.3f} | "
+                   f"{total('transfer_s'):.3f} | {total('decode_s'):.3f} | "
+                   f"{total('total_s'):.3f} | {r['median_s']:.3f} | "
+                   f"{r['median_s'] - m['compute_only']['median_s']:.3f} |")
+    return "\n".join(out)
+
+
 def ratio(runs, link, model, a, b):
     m = runs[link]["models"][model]["rows"]
     return m[a]["samples_per_s"] / m[b]["samples_per_s"]
@@ -154,6 +174,10 @@ def main():
     print()
     print(throughput_tables(runs))
     print(targets(runs))
+    for link, title in LINKS:
+        for model in runs.get(link, {}).get("models", {}):
+            print(f"\ngradwire's plans, {model}, {title}:\n")
+            print(plan_table(runs, link, model))
     if len(sys.argv) > 2:
         plot(runs, sys.argv[2])
     tta = load(directory, "time-to-accuracy.json")

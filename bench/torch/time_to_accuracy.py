@@ -51,7 +51,7 @@ def train(row, seed, args, data, rank, size):
     defaults = fm.parse_args([])
     train_set, test = data
     torch.manual_seed(seed)
-    model = DistributedDataParallel(fm.Net())
+    model = DistributedDataParallel(fm.Net(), **ddp_rows.ddp_options(row))
     hook = ddp_rows.attach(row, model, EXTRA.get(row))
     opt = torch.optim.SGD(model.parameters(), lr=defaults.lr,
                           momentum=ddp_rows.optimizer_momentum(row, defaults.momentum))
