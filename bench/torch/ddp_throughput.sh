@@ -24,7 +24,8 @@ for link in $links; do
   cmd=("$py" "$root/bench/torch/ddp_throughput.py" --out "$out/$link.json" "$@")
   case $link in
     host) launch=(mpirun --oversubscribe -np 4 -x MASTER_ADDR -x GLOO_SOCKET_IFNAME) ;;
-    1gbit) launch=("$root/bench/link/emulated_link.sh" --rate 1gbit --np 4 -- -x MASTER_ADDR -x GLOO_SOCKET_IFNAME) ;;
+    1gbit) launch=("$root/bench/link/emulated_link.sh" --rate 1gbit --np 4 --
+                   -x MASTER_ADDR -x GLOO_SOCKET_IFNAME) ;;
     *) echo "ddp_throughput.sh: unknown link $link (host, 1gbit)" >&2; exit 2 ;;
   esac
   {

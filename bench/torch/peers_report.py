@@ -50,7 +50,8 @@ def throughput_tables(runs):
                 m = runs[link]["models"][mname]["rows"]
                 r, base = m[row], m["ddp-allreduce"]
                 line += (f" {r['median_s']:.3f} | {r['p95_s']:.3f} | {r['samples_per_s']:.1f} | "
-                         f"{r['samples_per_s'] / base['samples_per_s']:.2f} | {mb(r['wire_bytes_per_step'])} |")
+                         f"{r['samples_per_s'] / base['samples_per_s']:.2f} | "
+                         f"{mb(r['wire_bytes_per_step'])} |")
             shaped = runs.get("1gbit", {}).get("models", {}).get(mname, {}).get("rows", {})
             measured = mb(shaped[row]["lo_bytes_per_rank_step"]) if row in shaped else ""
             out.append(line + f" {measured} |")
