@@ -14,7 +14,8 @@ mkdir -p "$out"
 log=$out/time-to-accuracy.log
 load() { uptime | sed 's/.*load average: //'; }
 cmd=("$py" "$root/bench/torch/time_to_accuracy.py" --out "$out/time-to-accuracy.json" "$@")
-launch=("$root/bench/link/emulated_link.sh" --rate 1gbit --np 4 -- -x MASTER_ADDR -x GLOO_SOCKET_IFNAME)
+launch=("$root/bench/link/emulated_link.sh" --rate 1gbit --np 4 --
+        -x MASTER_ADDR -x GLOO_SOCKET_IFNAME)
 {
   echo "# $(date -u '+%F %T') UTC; load: $(load)"
   echo "# ${launch[*]#$root/} ${cmd[*]#$root/}"
