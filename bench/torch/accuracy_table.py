@@ -6,12 +6,11 @@ import os
 import re
 import sys
 
-TARGETS = {"q8": 0.2, "q4": 0.2, "topk-dgc": 0.3, "topk-dgc-w120": 0.3, "powersgd-r4": 0.5}
+TARGETS = {"q8": 0.2, "q4": 0.2, "topk-dgc": 0.3, "powersgd-r4": 0.5}
 directory = sys.argv[1]
 acc, algo = {}, {}
-# extra-*.log last: a later launch's row replaces an earlier one of the same config and seed.
-for name in sorted(os.listdir(directory), key=lambda n: (n.startswith("extra"), n)):
-    m = re.fullmatch(r"(?:seed|extra-seeds?)(\d+)\.log", name)
+for name in sorted(os.listdir(directory)):
+    m = re.fullmatch(r"seed(\d+)\.log", name)
     if not m:
         continue
     seed, config = int(m.group(1)), None
@@ -30,7 +29,7 @@ print("| config | algorithm that ran | " + " | ".join(f"seed {s}" for s in seeds
       " | mean | Δ vs DDP (mean of per-seed Δ) | target | met |")
 print("|---|---|" + "---|" * len(seeds) + "---|---|---|---|")
 base = acc.get("ddp", {})
-for config in ["ddp", "q8", "q4", "topk-dgc", "topk-dgc-w120", "powersgd-r4"]:
+for config in ["ddp", "q8", "q4", "topk-dgc", "powersgd-r4"]:
     if config not in acc:
         continue
     row = acc[config]

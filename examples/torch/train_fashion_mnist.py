@@ -30,6 +30,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64, help="per rank")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                   help="cosine: the learning rate falls to 0 over the run, per step")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many")
     p.add_argument("--gradwire", default=None,
@@ -105,6 +107,9 @@ def main(argv=None):
     train, test = load(args.data_dir, "train"), load(args.data_dir, "test")
     sampler = DistributedSampler(train, num_replicas=size, rank=rank, seed=args.seed)
     loader = DataLoader(train, batch_size=args.batch_size, sampler=sampler)
+    steps = args.epochs * (min(len(loader), args.max_steps) if args.max_steps else len(loader))
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+                if args.lr_schedule == "cosine" else None)
 
     for epoch in range(args.epochs):
         sampler.set_epoch(epoch)
@@ -117,6 +122,8 @@ def main(argv=None):
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
         seconds = time.perf_counter() - start
         if rank == 0:  # every rank holds the same model
             model.eval()
