@@ -17,6 +17,7 @@
 
 #include "comm_impl.hpp"
 #include "config.hpp"
+#include "fault/finalize_bound.hpp"
 #include "gradwire/config.hpp"
 #include "watchdog.hpp"
 
@@ -171,6 +172,7 @@ bool merge_within(MPI_Comm inter, int high, int key, double limit, WatchSlot& wa
     std::unique_lock lock(job->mu);
     const auto until_done = [&] { return job->done; };
     if (!job->done_cv.wait_for(lock, std::chrono::duration<double>(limit), until_done)) {
+      bound_finalize(limit);  // the spinning merge can keep MPI_Finalize from returning
       why = "MPI_Intercomm_merge did not complete within GRADWIRE_INIT_TIMEOUT (a process of the "
             "intercommunicator died inside it; Open MPI 5.0 cannot interrupt it: left to spin on "
             "a thread of its own)";
