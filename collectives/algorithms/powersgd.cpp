@@ -10,7 +10,8 @@
 #include "timeline.hpp"
 #include "transport/element_ops.hpp"
 
-#if GRADWIRE_HAVE_LAPACKE
+#if GRADWIRE_HAVE_HOST_LINALG
+#include <cblas.h>
 #include <lapacke.h>
 #endif
 
@@ -22,55 +23,38 @@ double now_s() {
       .count();
 }
 
-// c (n x r) = a (n x m, row-major) * b (m x r)
-void mul_ab(const float* a, const float* b, float* c, std::size_t n, std::size_t m,
+// The three products of a step, all row-major through BLAS (a hand loop over the runtime rank
+// ran at under 1 GFLOP/s: the plan's encode then cost more than the wire it saved).
+#if GRADWIRE_HAVE_HOST_LINALG
+// p (n x r) = m (n x cols) * q (cols x r)
+void mul_mq(const float* m, const float* q, float* p, std::size_t n, std::size_t cols,
             std::size_t r) {
-  std::fill(c, c + n * r, 0.0f);
-  for (std::size_t i = 0; i < n; ++i) {
-    float* ci = c + i * r;
-    const float* ai = a + i * m;
-    for (std::size_t k = 0; k < m; ++k) {
-      const float x = ai[k];
-      const float* bk = b + k * r;
-      for (std::size_t j = 0; j < r; ++j) ci[j] += x * bk[j];
-    }
-  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
+              static_cast<int>(r), static_cast<int>(cols), 1.0f, m, static_cast<int>(cols), q,
+              static_cast<int>(r), 0.0f, p, static_cast<int>(r));
 }
 
-// c (m x r) = a^T (a: n x m) * p (n x r)
-void mul_atp(const float* a, const float* p, float* c, std::size_t n, std::size_t m,
+// q (cols x r) = m^T (m: n x cols) * p (n x r)
+void mul_mtp(const float* m, const float* p, float* q, std::size_t n, std::size_t cols,
              std::size_t r) {
-  std::fill(c, c + m * r, 0.0f);
-  for (std::size_t i = 0; i < n; ++i) {
-    const float* ai = a + i * m;
-    const float* pi = p + i * r;
-    for (std::size_t k = 0; k < m; ++k) {
-      float* ck = c + k * r;
-      const float x = ai[k];
-      for (std::size_t j = 0; j < r; ++j) ck[j] += x * pi[j];
-    }
-  }
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(cols),
+              static_cast<int>(r), static_cast<int>(n), 1.0f, m, static_cast<int>(cols), p,
+              static_cast<int>(r), 0.0f, q, static_cast<int>(r));
 }
 
-// out (n x m) = alpha * p (n x r) q^T (q: m x r), or out -= p q^T when subtract.
-template <bool kSubtract>
-void mul_pqt(const float* p, const float* q, float* out, std::size_t n, std::size_t m,
-             std::size_t r) {
-  for (std::size_t i = 0; i < n; ++i) {
-    const float* pi = p + i * r;
-    float* oi = out + i * m;
-    for (std::size_t k = 0; k < m; ++k) {
-      const float* qk = q + k * r;
-      float s = 0.0f;
-      for (std::size_t j = 0; j < r; ++j) s += pi[j] * qk[j];
-      if constexpr (kSubtract) {
-        oi[k] -= s;
-      } else {
-        oi[k] = s;
-      }
-    }
-  }
+// out (n x cols) = scale * p (n x r) q^T (q: cols x r) + keep * out
+void mul_pqt(const float* p, const float* q, float* out, std::size_t n, std::size_t cols,
+             std::size_t r, float scale, float keep) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n),
+              static_cast<int>(cols), static_cast<int>(r), scale, p, static_cast<int>(r), q,
+              static_cast<int>(r), keep, out, static_cast<int>(cols));
 }
+#else
+void mul_mq(const float*, const float*, float*, std::size_t, std::size_t, std::size_t) {}
+void mul_mtp(const float*, const float*, float*, std::size_t, std::size_t, std::size_t) {}
+void mul_pqt(const float*, const float*, float*, std::size_t, std::size_t, std::size_t, float,
+             float) {}
+#endif
 
 class PowerSgd final : public Algorithm {
  public:
@@ -86,10 +70,11 @@ class PowerSgd final : public Algorithm {
     qbuf_.resize(qn);
     qlocal_.resize(qn);
     if (!low_.empty()) {
-#if !GRADWIRE_HAVE_LAPACKE
+#if !GRADWIRE_HAVE_HOST_LINALG
       throw Error(ErrorCode::Unsupported,
-                  "gradwire: powersgd: this gradwire was built without LAPACKE (Debian's "
-                  "liblapacke-dev; scripts/setup.sh installs it)");
+                  "gradwire: powersgd: this gradwire was built without LAPACKE and CBLAS "
+                  "(Debian's liblapacke-dev and libopenblas-dev; scripts/setup.sh installs "
+                  "them)");
 #endif
     }
     // The first Q: the same pseudo-random values on every rank, from the plan's seed.
@@ -148,7 +133,7 @@ class PowerSgd final : public Algorithm {
         } else {
           for (std::size_t i = 0; i < size; ++i) M[i] += g[i];
         }
-        mul_ab(M, qbuf_.data() + m.q, pbuf_.data() + m.p, m.n, m.m, r_);
+        mul_mq(M, qbuf_.data() + m.q, pbuf_.data() + m.p, m.n, m.m, r_);
       }
       std::size_t at = dense_at_;
       for (const auto& d : dense_) {
@@ -169,9 +154,9 @@ class PowerSgd final : public Algorithm {
         orthonormalize_columns(Pm, m.n, r_);
         float* M = mbuf(m);
         float* Q = qlocal_.data() + m.q;
-        mul_atp(M, Pm, Q, m.n, m.m, r_);
+        mul_mtp(M, Pm, Q, m.n, m.m, r_);
         // This rank's share of the result is P Q_own^T; the rest stays for the next step.
-        if (!res_.empty()) mul_pqt<true>(Pm, Q, M, m.n, m.m, r_);
+        if (!res_.empty()) mul_pqt(Pm, Q, M, m.n, m.m, r_, -1.0f, 1.0f);
       }
       std::copy(qlocal_.begin(), qlocal_.end(), qbuf_.begin());
       const double t1 = now_s();
@@ -191,7 +176,7 @@ class PowerSgd final : public Algorithm {
   void finish(int P) {
     const double t0 = now_s();
     for (const Mat& m : low_)
-      mul_pqt<false>(pbuf_.data() + m.p, qbuf_.data() + m.q, out_ + m.off, m.n, m.m, r_);
+      mul_pqt(pbuf_.data() + m.p, qbuf_.data() + m.q, out_ + m.off, m.n, m.m, r_, 1.0f, 0.0f);
     std::size_t at = dense_at_;
     for (const auto& d : dense_) {
       std::memcpy(out_ + d.first, pbuf_.data() + at, d.second * sizeof(float));
@@ -221,7 +206,7 @@ class PowerSgd final : public Algorithm {
 }  // namespace
 
 void orthonormalize_columns(float* a, std::size_t rows, std::size_t r) {
-#if GRADWIRE_HAVE_LAPACKE
+#if GRADWIRE_HAVE_HOST_LINALG
   if (rows == 0 || r == 0) return;
   std::vector<float> tau(r);
   const auto n = static_cast<lapack_int>(rows), k = static_cast<lapack_int>(r);
@@ -233,7 +218,7 @@ void orthonormalize_columns(float* a, std::size_t rows, std::size_t r) {
                     "); is the gradient finite?");
 #else
   (void)a, (void)rows, (void)r;
-  throw Error(ErrorCode::Unsupported, "gradwire: powersgd: built without LAPACKE");
+  throw Error(ErrorCode::Unsupported, "gradwire: powersgd: built without LAPACKE and CBLAS");
 #endif
 }
 
