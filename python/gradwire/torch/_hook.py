@@ -83,7 +83,14 @@ class _Bucket:
             self.dense_plan = core.Plan(hook._world, self.d_count, dtype=dense_dtype, op="avg",
                                         codec="none", algorithm="dense",
                                         memory="device" if self.on_cuda else "host", **dgc)
-        if not self.direct:
+        # A plan that runs dense (codec none, or auto's trial chose dense) adds nothing to
+        # DDP's own shape: the whole bucket goes through one in-place allreduce, without the
+        # packing copies and the second collective (5-10 % of a host step; torch-peers.md).
+        # Nothing is lost: the hook's runs are non-blocking, which auto does not re-decide
+        # from, and with momentum the plans keep the velocity, so they always run.
+        self.whole_bucket = (not self.on_cuda and momentum == 0 and self.plan is not None and
+                             self.plan.stats()["algorithm"] == "dense")
+        if not self.direct and not self.whole_bucket:
             self.cbuf = torch.empty(self.c_count, dtype=torch.float32 if half else buf.dtype,
                                     device=buf.device)
             self.dbuf = torch.empty(self.d_count, dtype=getattr(torch, dense_dtype),
@@ -188,7 +195,8 @@ class GradwireHook:
             self._failed = error
 
     def _plain(self, buf, bucket):
-        """Until DDP has rebuilt its buckets (after the first backward): a plain average."""
+        """Until DDP has rebuilt its buckets (after the first backward), and for buckets whose
+        plan runs dense: a plain average of the whole bucket, in place."""
         if buf.is_cuda:
             from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
             return default_hooks.allreduce_hook(None, bucket)
@@ -216,6 +224,8 @@ class GradwireHook:
 
     def _planned(self, key, buf, bucket):
         b = self._bucket_for(key, buf, bucket)
+        if b.whole_bucket:
+            return self._plain(buf, bucket)
         b.pack(buf)
         cbuf, dbuf = b.compressed(buf), b.dense(buf)
         if b.on_cuda:
@@ -261,7 +271,8 @@ class GradwireHook:
         for index in sorted(self._buckets):
             b = self._buckets[index]
             s = b.plan.stats() if b.plan is not None else {"algorithm": "dense"}
-            s.update(bucket=index, compressed_elements=b.c_count, dense_elements=b.d_count)
+            s.update(bucket=index, compressed_elements=b.c_count, dense_elements=b.d_count,
+                     whole_bucket=b.whole_bucket)
             out.append(s)
         return out
 

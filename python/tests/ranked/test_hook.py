@@ -20,7 +20,31 @@ def test_codec_none_matches_default_allreduce(world, view):
     sgd_steps(da, 20, world.rank)
     sgd_steps(db, 20, world.rank)
     assert hook.algorithms() == ["dense"]
+    assert all(s["whole_bucket"] for s in hook.stats())
     for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bucket_whose_plan_runs_dense_goes_whole_and_in_place(world):
+    # codec none, and auto below its 4 KiB floor (dense without a trial): one allreduce of
+    # DDP's whole bucket, as DDP's own; a compressed plan packs its parameters instead.
+    torch.manual_seed(0)
+    tiny = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 32))
+    models = [twin(tiny) for _ in range(3)]
+    default, auto, q8 = (ddp(m) for m in models)
+    h_auto = gwt.register(auto, codec="q8", min_compress_numel=64)
+    h_q8 = gwt.register(q8, codec="q8", algorithm="sra", min_compress_numel=64)
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(world.rank))
+    for model in (default, auto, q8):
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        for _ in range(4):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    assert h_auto.algorithms() == ["dense"]
+    assert all(s["whole_bucket"] for s in h_auto.stats())
+    assert not any(s["whole_bucket"] for s in h_q8.stats())
+    for pa, pb in zip(models[0].parameters(), models[1].parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
 
 
