@@ -49,7 +49,7 @@ void mul_pqt(const float* p, const float* q, float* out, std::size_t n, std::siz
               static_cast<int>(cols), static_cast<int>(r), scale, p, static_cast<int>(r), q,
               static_cast<int>(r), keep, out, static_cast<int>(cols));
 }
-#else
+#else  // never called: without them the plan's constructor refuses first
 void mul_mq(const float*, const float*, float*, std::size_t, std::size_t, std::size_t) {}
 void mul_mtp(const float*, const float*, float*, std::size_t, std::size_t, std::size_t) {}
 void mul_pqt(const float*, const float*, float*, std::size_t, std::size_t, std::size_t, float,
