@@ -4,7 +4,8 @@ hands to the wire per step.
 
 Bytes: gradwire rows add the plans' own `wire_bytes` (bytes this rank sent in the bucket plan's
 last run, docs/compressed-collectives.md) and, for the parameters the hook sends dense (biases,
-norms, tensors under `min_compress_numel`), a ring allreduce's 2(P-1)/P of their bytes.
+norms, tensors under `min_compress_numel`), a ring allreduce's 2(P-1)/P of their bytes; a
+bucket whose plan runs dense goes whole through one allreduce (`whole_bucket`): its ring bytes.
 PyTorch rows are computed with the same ring accounting from what the hook sends: DDP's
 allreduce every gradient in float32, fp16_compress_hook in float16, and the PowerSGD hook the
 P (rows x r) and Q (cols x r) float32 factors of each matrix it compresses (its own rule:
@@ -79,7 +80,10 @@ def wire_bytes(name, params, size, hook=None):
     if kind == "gradwire":
         total = 0.0
         for s in hook.stats():
-            total += s.get("wire_bytes", 0) + _ring(4 * s["dense_elements"], size)
+            if s.get("whole_bucket"):  # one dense allreduce of the whole bucket, not the plan
+                total += _ring(4 * (s["compressed_elements"] + s["dense_elements"]), size)
+            else:
+                total += s.get("wire_bytes", 0) + _ring(4 * s["dense_elements"], size)
         return total
     if opts.get("hook") == "fp16":
         return _ring(2 * sum(p.numel() for p in params), size)

@@ -178,7 +178,7 @@ def main():
                 r["buckets"] = [{k: s.get(k) for k in (
                     "bucket", "algorithm", "compressed_elements", "dense_elements",
                     "logical_bytes", "wire_bytes", "encode_s", "transfer_s", "decode_s",
-                    "total_s", "decision")} for s in stats]
+                    "total_s", "decision", "whole_bucket")} for s in stats]
                 hook.close()  # frees the plans (and their residuals) before the next row
             elif isinstance(hook, ddp_rows.psgd.PowerSGDState):
                 r["algorithm"] = f"powersgd-hook r{hook.matrix_approximation_rank}"

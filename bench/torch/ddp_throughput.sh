@@ -17,15 +17,18 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # gloo's rendezvous and its sockets on the loopback: inside the link's namespace lo is the
 # only interface, and the host name's address is not there.
 export MASTER_ADDR=127.0.0.1 GLOO_SOCKET_IFNAME=lo
+# One compute thread per rank for every row: the driver sets torch's (torch.set_num_threads);
+# this is the BLAS's that gradwire's host PowerSGD multiplies with (4 ranks on 2 cores).
+export OPENBLAS_NUM_THREADS=1
 mkdir -p "$out"
 load() { uptime | sed 's/.*load average: //'; }
 for link in $links; do
   log=$out/$link.log
   cmd=("$py" "$root/bench/torch/ddp_throughput.py" --out "$out/$link.json" "$@")
   case $link in
-    host) launch=(mpirun --oversubscribe -np 4 -x MASTER_ADDR -x GLOO_SOCKET_IFNAME) ;;
+    host) launch=(mpirun --oversubscribe -np 4 -x MASTER_ADDR -x GLOO_SOCKET_IFNAME -x OPENBLAS_NUM_THREADS) ;;
     1gbit) launch=("$root/bench/link/emulated_link.sh" --rate 1gbit --np 4 --
-                   -x MASTER_ADDR -x GLOO_SOCKET_IFNAME) ;;
+                   -x MASTER_ADDR -x GLOO_SOCKET_IFNAME -x OPENBLAS_NUM_THREADS) ;;
     *) echo "ddp_throughput.sh: unknown link $link (host, 1gbit)" >&2; exit 2 ;;
   esac
   {

@@ -9,13 +9,13 @@ out=${1:-$root/bench/results/torch-peers}
 shift $(( $# < 1 ? $# : 1 ))
 [ "${1:-}" = "--" ] && shift
 py=${GW_PY_PYTHON:-/opt/gradwire-venv/bin/python}
-export MASTER_ADDR=127.0.0.1 GLOO_SOCKET_IFNAME=lo  # (ddp_throughput.sh says why)
+export MASTER_ADDR=127.0.0.1 GLOO_SOCKET_IFNAME=lo OPENBLAS_NUM_THREADS=1  # (ddp_throughput.sh says why)
 mkdir -p "$out"
 log=$out/time-to-accuracy.log
 load() { uptime | sed 's/.*load average: //'; }
 cmd=("$py" "$root/bench/torch/time_to_accuracy.py" --out "$out/time-to-accuracy.json" "$@")
 launch=("$root/bench/link/emulated_link.sh" --rate 1gbit --np 4 --
-        -x MASTER_ADDR -x GLOO_SOCKET_IFNAME)
+        -x MASTER_ADDR -x GLOO_SOCKET_IFNAME -x OPENBLAS_NUM_THREADS)
 {
   echo "# $(date -u '+%F %T') UTC; load: $(load)"
   echo "# ${launch[*]#$root/} ${cmd[*]#$root/}"
