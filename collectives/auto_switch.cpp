@@ -83,6 +83,7 @@ bool AutoSwitch::decide(const double agreed[2], std::uint64_t step) {
     return false;
   }
   measured_[idx(cur_)] = m;
+  measured_at_[idx(cur_)] = step;
   // The next agreement: spaced so that its cost (the slowest rank's) stays within the budget.
   const double runs = check > 0 ? std::ceil(check / (t_.budget * m)) : 2.0;
   next_check_ =
@@ -92,15 +93,22 @@ bool AutoSwitch::decide(const double agreed[2], std::uint64_t step) {
   if (probation_) {
     // Both figures are fresh: the other one ran just before the switch.
     probation_ = false;
+    const bool aged = aging_;
+    aging_ = false;
     if (m > other_s) {
-      ++doubt_;
+      // An expired figure re-timed is upkeep, not a doubtful probe: it spaces the next one.
+      if (aged) {
+        ++settled_;
+      } else {
+        ++doubt_;
+      }
       switch_to(o, step, "back to " + on + ": " + cn + " measured " + ms(m) + " against " + on +
                              "'s " + ms(other_s));
       anchor_ = other_s;
       next_check_ = step + static_cast<std::uint64_t>(std::max(2, t_.window));
       return true;
     }
-    doubt_ = 0;
+    doubt_ = settled_ = 0;
     anchor_ = m;
     reason_ = "measured: " + cn + " " + ms(m) + ", " + on + " " + ms(other_s);
     return false;
@@ -130,6 +138,21 @@ bool AutoSwitch::decide(const double agreed[2], std::uint64_t step) {
     switch_to(o, step, cn + " measured " + ms(m) + " against " + on + "'s " + ms(other_s));
     probation_ = true;
     return true;
+  }
+  // The other's figure expires once re-timing it would cost `budget` of the runs since: a
+  // figure far worse than the running one's is re-timed rarely, a near one more often. At
+  // 64 KB over an emulated link, one 8-run burst of sra (5.7 ms against its 0.8) sent the plan
+  // to dense (2.9 ms), where it stayed while the link lasted (bench/results/auto-never-loses.md).
+  if (timed) {
+    const double runs = std::max(4.0 * std::max(1, t_.max_interval),
+                                 t_.probation * std::max(0.0, other_s / m - 1) / t_.budget) *
+                        static_cast<double>(1 << std::min(settled_, 6));
+    if (double(step - measured_at_[idx(o)]) >= runs) {
+      switch_to(o, step, "re-timing " + on + ": its " + ms(other_s) + " is " +
+                             std::to_string(step - measured_at_[idx(o)]) + " runs old");
+      probation_ = aging_ = true;
+      return true;
+    }
   }
   return false;
 }

@@ -25,6 +25,11 @@ struct AutoSwitchTuning {
   double margin = 0.15;    // hysteresis: switch when the other is faster by this fraction
   double stale = 2.0;      // the running algorithm's time moved by this factor since the
                            // other was last timed: the other's figure is stale, time it again
+  // A measured figure of the other also expires with age: after enough runs that timing it
+  // again costs `budget` of the time run since (probation x (other / running - 1) / budget
+  // runs, at least 4 x max_interval; doubled each time the re-timed one loses again). A figure
+  // taken in a transient, or before the link changed back by less than `stale`, is otherwise
+  // trusted for ever.
 };
 
 class AutoSwitch {
@@ -65,8 +70,11 @@ class AutoSwitch {
   AutoPick cur_;
   double predicted_[2];
   double measured_[2] = {0, 0};
+  std::uint64_t measured_at_[2] = {0, 0};  // the step of each one's latest figure
   double anchor_;              // current()'s time when the other's figure was last fresh
   bool probation_ = false;     // current() was just chosen over the other: judge it next
+  bool aging_ = false;         // ... because the other's figure had expired (not a doubt)
+  int settled_ = 0;            // expired figures re-timed in a row that lost again
   int doubt_ = 0;              // switches reverted in a row: later probes need a wider margin
   std::uint64_t next_check_;
   double check_local_s_ = 0;   // this rank's last agreement

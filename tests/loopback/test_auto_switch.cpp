@@ -116,13 +116,17 @@ TEST(AutoSwitch, APredictionMissedByLessThanStaleDoesNotProbe) {
 TEST(AutoSwitch, AProbeThatLosesIsRevertedAndNotRepeatedSoon) {
   // Dense predicted 4 ms but measures 9 ms (more than 2x off): sra is re-timed, really takes
   // 10 ms: back to dense, and from then on the two measured figures (9 against 10 ms) keep it.
+  // sra's figure expires after 256 runs, then 512 (each re-timing that loses doubles it).
   AutoSwitch sw(AutoPick::Dense, 4e-3, 5e-3, "sra");
   std::uint64_t step = 0;
   auto truth = [](std::uint64_t, AutoPick p) { return p == AutoPick::Dense ? 9e-3 : 10e-3; };
   auto changed = drive(sw, step, 1000, truth);
-  ASSERT_EQ(changed.size(), 2u) << sw.reason();
+  ASSERT_EQ(changed.size(), 6u) << sw.reason();
   EXPECT_EQ(sw.current(), AutoPick::Dense);
-  EXPECT_EQ(changed[1] - changed[0], 3u);  // judged after the probation's 3 runs
+  for (std::size_t i = 0; i < changed.size(); i += 2)
+    EXPECT_EQ(changed[i + 1] - changed[i], 3u);  // judged after the probation's 3 runs
+  EXPECT_GE(changed[2] - changed[1], 256u);
+  EXPECT_GE(changed[4] - changed[3], 512u);
   EXPECT_EQ(sw.reason().rfind("back to dense", 0), 0u) << sw.reason();
   EXPECT_DOUBLE_EQ(sw.measured_s(AutoPick::Compressed), 10e-3);
 }
@@ -144,6 +148,48 @@ TEST(AutoSwitch, FollowsALinkThatChangesEachWay) {
   EXPECT_LE(changed[1], 300u + 8) << "unshaped at step 300";
   EXPECT_EQ(sw.current(), AutoPick::Dense);
   EXPECT_EQ(sw.switches(), 2);
+}
+
+TEST(AutoSwitch, AFigureTakenInABurstExpires) {
+  // 64 KB, 4 ranks, q8 over the emulated 1 Gbit/s link (bench/results/auto-never-loses.md):
+  // sra 0.8 ms, dense 2.9 ms. A 10-run burst of sra (5.7 ms) re-times dense under the stale
+  // rule, and dense "wins" against the burst's figure. That figure expires once re-timing sra
+  // costs 1 % of the runs since, 3 x (5.7 / 2.9 - 1) / 0.01 = 290 runs, and sra is back.
+  AutoSwitch sw(AutoPick::Compressed, 2.9e-3, 0.8e-3, "sra");
+  auto link = [](std::uint64_t s, AutoPick p) {
+    if (p == AutoPick::Dense) return 2.9e-3;
+    return s >= 1000 && s < 1010 ? 5.7e-3 : 0.8e-3;
+  };
+  std::uint64_t step = 0;
+  EXPECT_TRUE(drive(sw, step, 1000, link).empty()) << sw.reason();
+  auto changed = drive(sw, step, 1000, link);
+  ASSERT_EQ(changed.size(), 2u) << sw.reason();
+  EXPECT_LE(changed[0], 1010u);
+  EXPECT_GE(changed[1] - changed[0], 280u);
+  EXPECT_LE(changed[1] - changed[0], 300u) << sw.reason();
+  EXPECT_EQ(sw.current(), AutoPick::Compressed);
+  EXPECT_EQ(sw.reason().rfind("measured: sra", 0), 0u) << sw.reason();
+}
+
+TEST(AutoSwitch, ReTimingAnExpiredFigureThatStillLosesIsRare) {
+  // Dense 4 ms, sra 8 ms, both timed: sra's figure expires after 3 x (8 / 4 - 1) / 0.01 = 300
+  // runs; that re-timing costs 3 runs of 4 ms more: 1 % of the time, less after each loss.
+  AutoSwitch sw(AutoPick::Compressed, 4e-3, 3e-3, "sra");
+  auto truth = [](std::uint64_t, AutoPick p) { return p == AutoPick::Dense ? 4e-3 : 8e-3; };
+  std::uint64_t step = 0;
+  auto changed = drive(sw, step, 3000, truth);
+  EXPECT_EQ(sw.current(), AutoPick::Dense);
+  // The verification's switch to dense, then re-timings of sra (there and back) after 300,
+  // 600 and 1200 runs: each that loses again doubles the next wait.
+  ASSERT_EQ(changed.size(), 7u) << sw.reason();
+  EXPECT_EQ(changed[0], 3u);
+  std::uint64_t wait = 300;
+  for (std::size_t i = 1; i + 1 < changed.size(); i += 2, wait *= 2) {
+    EXPECT_EQ(changed[i + 1] - changed[i], 3u);
+    EXPECT_GE(changed[i] - changed[i - 1], wait);
+    EXPECT_LE(changed[i] - changed[i - 1], wait + 8);
+  }
+  EXPECT_EQ(sw.reason().rfind("back to dense", 0), 0u) << sw.reason();
 }
 
 TEST(AutoSwitch, ChecksCostAboutOnePercent) {
