@@ -1,17 +1,22 @@
 """Test accuracy of examples/torch/train_fashion_mnist.py at 4 ranks, DDP's default allreduce
-beside gradwire's hook (q8, q4, top-k 1 % with DGC, PowerSGD rank 4), one seed per launch:
-the five trainings run one after another in one process per rank, so the (slow, on a loaded
-machine) start of Python and PyTorch is paid once per seed.
+beside gradwire's hook (q8, q4, top-k 1 % with DGC, PowerSGD rank 4) and PyTorch's own
+PowerSGD hook (rank 4), one seed per launch: the trainings run one after another in one
+process per rank, so the (slow, on a loaded machine) start of Python and PyTorch is paid once
+per seed.
 
     mpirun -np 4 python bench/torch/fashion_mnist_accuracy.py SEEDS EPOCHS [CONFIGS]
 
-SEEDS and CONFIGS are comma-separated (CONFIGS: names below, default the first five). Prints
+SEEDS and CONFIGS are comma-separated (CONFIGS: names below, default all). Prints
 `config NAME seed N` before each training's own lines."""
 import os
 import sys
 
+from torch.nn.parallel import DistributedDataParallel
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "examples", "torch"))
+import ddp_rows  # noqa: E402
 import train_fashion_mnist  # noqa: E402
 
 CONFIGS = [
@@ -24,7 +29,20 @@ CONFIGS = [
                   "codec=topk:0.01,algorithm=sparse-allgather,momentum=0.9,warmup_steps=235",
                   "--momentum", "0"]),
     ("powersgd-r4", ["--gradwire", "codec=none,algorithm=powersgd,powersgd_rank=4"]),
+    # PyTorch's own PowerSGD hook at rank 4, registered as the throughput benchmark registers it
+    # (bench/torch/ddp_rows.py): the example's model through a DDP that carries the hook.
+    ("torch-powersgd-r4", []),
 ]
+
+
+class _TorchPowerSGD(DistributedDataParallel):
+    """DistributedDataParallel with PyTorch's PowerSGD hook (rank 4) registered."""
+    state = None
+
+    def __init__(self, module, **kwargs):
+        super().__init__(module, **{**kwargs, **ddp_rows.ddp_options("torch-powersgd-r4")})
+        _TorchPowerSGD.state = ddp_rows.attach("torch-powersgd-r4", self)
+
 
 seeds, epochs = sys.argv[1].split(","), sys.argv[2]
 wanted = sys.argv[3].split(",") if len(sys.argv) > 3 else [n for n, _ in CONFIGS]
@@ -35,4 +53,14 @@ for seed in seeds:
             continue
         if rank == 0:
             print(f"config {name} seed {seed}", flush=True)
-        train_fashion_mnist.main(["--epochs", epochs, "--seed", seed, *extra])
+        if name == "torch-powersgd-r4":
+            train_fashion_mnist.DistributedDataParallel = _TorchPowerSGD
+        try:
+            train_fashion_mnist.main(["--epochs", epochs, "--seed", seed, *extra])
+        finally:
+            train_fashion_mnist.DistributedDataParallel = DistributedDataParallel
+        if name == "torch-powersgd-r4" and rank == 0:
+            # The example prints its own "algorithm ddp-allreduce": this line says which hook
+            # ran, and that it compressed (PowerSGDState.compression_stats()).
+            print(f"hook powersgd-hook-r4 compression_stats "
+                  f"{list(_TorchPowerSGD.state.compression_stats())}", flush=True)
