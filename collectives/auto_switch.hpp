@@ -72,6 +72,9 @@ class AutoSwitch {
   double measured_[2] = {0, 0};
   std::uint64_t measured_at_[2] = {0, 0};  // the step of each one's latest figure
   double anchor_;              // current()'s time when the other's figure was last fresh
+  bool judged_trial_ = false;     // the first agreed figure has been compared with the trial
+  double estimate_ = 0;           // the other's prediction scaled by the trial's miss (0: none)
+  std::uint64_t estimate_at_ = 0;
   bool probation_ = false;     // current() was just chosen over the other: judge it next
   bool aging_ = false;         // ... because the other's figure had expired (not a doubt)
   int settled_ = 0;            // expired figures re-timed in a row that lost again
