@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev              # tests
   libbenchmark-dev                       # codec throughput benchmark
   clang libclang-rt-14-dev               # libFuzzer targets (CI runs them briefly)
-  libopenblas-dev zlib1g-dev             # examples/fashion_mnist: cblas_sgemm, reading .gz
+  libopenblas-dev zlib1g-dev             # cblas_sgemm (PowerSGD plans, examples/fashion_mnist); .gz
   liblapacke-dev                         # PowerSGD plans: QR (LAPACKE_sgeqrf/sorgqr) on the host
   dataset-fashion-mnist                  # examples/fashion_mnist: the data (IDX files, gzipped)
   python3-matplotlib                     # scripts/timeline_summary.py --png (docs/timeline.md)
