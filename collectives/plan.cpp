@@ -248,9 +248,16 @@ struct Plan::Impl {
   coll::RankState local_state() const;
   void set_local_state(const coll::RankState& s);
   coll::StateFields state_fields() const;
-  void check_idle(const char* what) const {
+  void check_not_finalized() const {
     if (c->finalized) fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
+  }
+  void check_not_in_flight(const char* what) const {
     if (in_flight) fail(ErrorCode::InvalidArgument, std::string(what) + " while a run is in flight");
+  }
+  // Checkpoints: none of the above, and no failed run.
+  void check_idle(const char* what) const {
+    check_not_finalized();
+    check_not_in_flight(what);
     if (!broken.empty())
       fail(ErrorCode::InvalidArgument, std::string(what) + ": plan unusable after a failed run: " + broken);
   }
@@ -628,7 +635,7 @@ void Plan::Impl::balance_shards(coll::AlgoParams& p) {
 }
 
 void Plan::Impl::check_run(const void* send, void* recv) {
-  if (c->finalized) fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
+  check_not_finalized();
   detail::check_not_failed(*c, call);  // a peer died: PeerFailed again, not "unusable"
   if (!broken.empty()) fail(ErrorCode::InvalidArgument, "plan unusable after a failed run: " + broken);
   // After a recovered timeout the previous run may have completed since: one poll finds out.
@@ -975,13 +982,13 @@ std::uint64_t Plan::step() const { return impl_->step; }
 
 void Plan::set_step(std::uint64_t step) {
   Impl& p = *impl_;
-  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "set_step while a run is in flight");
+  p.check_not_in_flight("set_step");
   p.step = step;
 }
 
 void Plan::reset_residual() {
   Impl& p = *impl_;
-  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "reset_residual while a run is in flight");
+  p.check_not_in_flight("reset_residual");
   for (auto& s : p.ef().slots) {
     if (s.x) {
       s.x->zero(s.data, s.length * sizeof(float));
@@ -997,8 +1004,8 @@ void Plan::reset_residual() {
 // The file's format: collectives/residual_file.hpp. Rank 0 writes the sum over ranks.
 void Plan::save_residual(const std::string& path) const {
   Impl& p = *impl_;
-  if (p.c->finalized) p.fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
-  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "save_residual while a run is in flight");
+  p.check_not_finalized();
+  p.check_not_in_flight("save_residual");
   const std::size_t n = p.global_elements();
   std::vector<double> sum(n, 0.0);
   p.add_residual(sum);
@@ -1018,8 +1025,8 @@ void Plan::save_residual(const std::string& path) const {
 
 void Plan::load_residual(const std::string& path) {
   Impl& p = *impl_;
-  if (p.c->finalized) p.fail(ErrorCode::Finalized, "plan used after its communicator's finalize()");
-  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "load_residual while a run is in flight");
+  p.check_not_finalized();
+  p.check_not_in_flight("load_residual");
   const std::size_t n = p.global_elements();
   std::vector<double> sum(n, 0.0);
   std::vector<char> error(256, '\0');
@@ -1057,7 +1064,7 @@ void Plan::carry_residual(const Plan& from) { carry_residual(&from); }
 // joiners start at zero. Allgather ranges have one holder each, who takes it, joiner or not.
 void Plan::carry_residual(const Plan* from) {
   Impl& p = *impl_;
-  if (p.in_flight) p.fail(ErrorCode::InvalidArgument, "carry_residual while a run is in flight");
+  p.check_not_in_flight("carry_residual");
   if (from && from->impl_->in_flight && from->impl_->broken.empty())
     p.fail(ErrorCode::InvalidArgument, "carry_residual from a plan whose run is in flight");
   const std::size_t n = p.global_elements();

@@ -43,21 +43,19 @@ struct Case {
   PlanConfig cfg;
 };
 
-PlanConfig q8() {
+PlanConfig averaging(std::size_t count, const char* codec, const char* algorithm) {
   PlanConfig c;
-  c.count = kCount;
-  c.codec = "q8";
-  c.algorithm = "sra";
+  c.count = count;
+  c.codec = codec;
+  c.algorithm = algorithm;
   c.op = gradwire::ReduceOp::Avg;
   return c;
 }
 
+PlanConfig q8() { return averaging(kCount, "q8", "sra"); }
+
 PlanConfig topk_dgc() {
-  PlanConfig c;
-  c.count = kCount;
-  c.codec = "topk:0.01";
-  c.algorithm = "sparse-allgather";
-  c.op = gradwire::ReduceOp::Avg;
+  PlanConfig c = averaging(kCount, "topk:0.01", "sparse-allgather");
   c.momentum = 0.9f;
   c.warmup_steps = 8;  // the density depends on the restored step
   c.warmup_density = 0.25;
@@ -66,10 +64,7 @@ PlanConfig topk_dgc() {
 }
 
 PlanConfig powersgd() {
-  PlanConfig c;
-  c.count = gwplan::kPowerSgdCount;
-  c.algorithm = "powersgd";
-  c.op = gradwire::ReduceOp::Avg;
+  PlanConfig c = averaging(gwplan::kPowerSgdCount, "none", "powersgd");
   c.powersgd_rank = 4;
   c.shapes = gwplan::kPowerSgdShapes;
   return c;
