@@ -11,13 +11,14 @@
 namespace gradwire::detail {
 namespace {
 
-// The thread runs while at least one slot exists. It sleeps until the earliest moment a
-// deadline can pass: the earliest armed deadline, or now + the shortest timeout any slot has
-// been armed with (a slot armed later cannot expire sooner); a slot armed with a shorter
-// timeout than ever before wakes it. So with the default 300 s deadlines it wakes about every
-// 300 s, not 50 times a second: on oversubscribed cores each wakeup can preempt a rank that
-// is spinning in MPI (issue 15's suspect for the dense path's overhead at 4 ranks on 2 cores).
-// Deadlines are met to within 20 ms (the shortest sleep).
+// The thread runs while at least one slot exists. Arming does not tell it (WatchSlot::arm reads
+// no clock): it looks at the slots every eighth of the shortest timeout any slot has been
+// armed with, and an arm expires a timeout after the look that first saw it. A call therefore
+// ends between its deadline and an eighth of its timeout (at least 20 ms, the shortest sleep)
+// after it. With the default 300 s deadlines the thread wakes every 37.5 s, not 50 times a
+// second: on oversubscribed cores each wakeup can preempt a rank that is spinning in MPI
+// (issue 15's suspect for the dense path's overhead at 4 ranks on 2 cores). A slot armed with
+// a shorter timeout than ever before wakes it, so that the new eighth applies at once.
 class Watchdog {
  public:
   // Never destroyed: slots owned by other statics may unregister during exit.
@@ -102,15 +103,10 @@ WatchSlot::WatchSlot(Expire on_expire) : on_expire_(std::move(on_expire)) {
 
 WatchSlot::~WatchSlot() { Watchdog::instance().remove(this); }
 
-void WatchSlot::arm(double timeout_s, const CallInfo& call) noexcept {
+void WatchSlot::set_timeout(double timeout_s) noexcept {
+  timeout_s_ = timeout_s;
   const std::int64_t to_ns = detail::timeout_ns(timeout_s);
-  collective_.store(call.collective, std::memory_order_relaxed);
-  count_.store(call.count, std::memory_order_relaxed);
-  dtype_.store(static_cast<int>(call.dtype), std::memory_order_relaxed);
-  op_.store(call.op, std::memory_order_relaxed);
-  peer_.store(call.peer, std::memory_order_relaxed);
   timeout_ns_.store(to_ns, std::memory_order_relaxed);
-  deadline_ns_.store(monotonic_ns() + to_ns, std::memory_order_release);
   if (to_ns < shortest_ns_.load(std::memory_order_relaxed)) {
     shortest_ns_.store(to_ns, std::memory_order_relaxed);
     Watchdog::instance().wake();
@@ -118,26 +114,35 @@ void WatchSlot::arm(double timeout_s, const CallInfo& call) noexcept {
 }
 
 std::int64_t WatchSlot::next_check(std::int64_t now_ns) const noexcept {
-  const std::int64_t deadline = deadline_ns_.load(std::memory_order_acquire);
+  // An arm not seen yet is seen within an eighth of the shortest timeout.
   const std::int64_t shortest = shortest_ns_.load(std::memory_order_relaxed);
-  const std::int64_t unarmed = shortest > INT64_MAX - now_ns ? INT64_MAX : now_ns + shortest;
-  return deadline != 0 ? std::min(deadline, unarmed) : unarmed;
+  std::int64_t next = shortest / 8 > INT64_MAX - now_ns ? INT64_MAX : now_ns + shortest / 8;
+  if (seen_ != 0 && seen_at_ns_ != INT64_MAX) {
+    const std::int64_t timeout = timeout_ns_.load(std::memory_order_relaxed);
+    if (timeout <= INT64_MAX - seen_at_ns_) next = std::min(next, seen_at_ns_ + timeout);
+  }
+  return next;
 }
 
 void WatchSlot::check(std::int64_t now_ns) {
-  const std::int64_t deadline = deadline_ns_.load(std::memory_order_acquire);
-  if (deadline == 0 || now_ns < deadline) return;
+  const std::uint64_t arm = armed_.load(std::memory_order_acquire);
+  if (arm != seen_) {
+    seen_ = arm;
+    seen_at_ns_ = now_ns;
+    return;
+  }
+  const std::int64_t timeout = timeout_ns_.load(std::memory_order_relaxed);
+  if (arm == 0 || seen_at_ns_ == INT64_MAX || now_ns - seen_at_ns_ < timeout) return;
   CallInfo call;
   call.collective = collective_.load(std::memory_order_relaxed);
   call.count = count_.load(std::memory_order_relaxed);
   call.dtype = static_cast<DType>(dtype_.load(std::memory_order_relaxed));
   call.op = op_.load(std::memory_order_relaxed);
   call.peer = peer_.load(std::memory_order_relaxed);
-  const double timeout_s = static_cast<double>(timeout_ns_.load(std::memory_order_relaxed)) * 1e-9;
-  // Re-armed by a newer call while we read: that call's deadline is in the future.
-  if (deadline_ns_.load(std::memory_order_acquire) != deadline) return;
-  deadline_ns_.store(0, std::memory_order_relaxed);
-  on_expire_(call, timeout_s);
+  // Disarmed or re-armed while we read: that call's fields are not this one's.
+  if (armed_.load(std::memory_order_acquire) != arm) return;
+  seen_at_ns_ = INT64_MAX;  // once per arm
+  on_expire_(call, static_cast<double>(timeout) * 1e-9);
 }
 
 }  // namespace gradwire::detail

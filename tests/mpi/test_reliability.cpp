@@ -637,3 +637,36 @@ TEST(Watchdog, ShortDeadlineArmedDuringALongSleepFiresOnTime) {
   sleep_s(0.3);
   EXPECT_EQ(fired.load(), 1);
 }
+
+// Arming reads no clock: the thread times an arm from the look that first saw it, and looks
+// every eighth of the shortest timeout. So an arm with a timeout the thread already knows (no
+// wakeup) still fires within an eighth of it past its deadline, and re-arming before the
+// deadline, again and again, is a new call each time: it never fires.
+TEST(Watchdog, ArmWithAKnownTimeoutFiresWithinAnEighthAndReArmsNeverAccumulate) {
+  std::atomic<int> fired{0};
+  std::atomic<std::int64_t> at{0};
+  gradwire::detail::WatchSlot slot([&](const gradwire::detail::CallInfo&, double) {
+    at = gradwire::detail::monotonic_ns();
+    fired.fetch_add(1);
+  });
+  gradwire::detail::CallInfo call;
+  call.collective = "watchdog test";
+  call.has_data = false;
+  slot.arm(0.4, call);  // a new shortest timeout: wakes the thread, which then looks every 50 ms
+  slot.disarm();
+  sleep_s(0.13);  // between two looks
+  for (int i = 0; i < 10; ++i) {  // 1.5 s of calls of 0.15 s each: none passes 0.4 s
+    slot.arm(0.4, call);
+    sleep_s(0.15);
+    slot.disarm();
+  }
+  EXPECT_EQ(fired.load(), 0);
+  const std::int64_t t0 = gradwire::detail::monotonic_ns();
+  slot.arm(0.4, call);
+  for (int i = 0; i < 200 && fired.load() == 0; ++i) sleep_s(0.01);
+  slot.disarm();
+  ASSERT_EQ(fired.load(), 1);
+  const double after = static_cast<double>(at.load() - t0) * 1e-9;
+  EXPECT_GE(after, 0.39);             // never before the deadline (coarse clock: a few ms)
+  EXPECT_LT(after, 0.4 + 0.05 + 0.15);  // an eighth late at most, plus the test's own slack
+}
