@@ -36,6 +36,7 @@
 #include "collectives/staged.hpp"
 #include "collectives/staging.hpp"
 #include "comm_impl.hpp"
+#include "fault/ulfm.hpp"  // FaultState (check_run)
 #include "current_device.hpp"
 #include "device_backend.hpp"
 #include "gradwire/codec.hpp"
@@ -133,6 +134,11 @@ struct Plan::Impl {
     return sw && sw->current() == coll::AutoPick::Dense ? *alt : *algo;
   }
   void agree_on_switch();
+  bool dense_now = false;  // stats.algorithm == "dense", tested on every run
+  void set_algorithm(const std::string& name) {
+    stats.algorithm = name;
+    dense_now = name == "dense";
+  }
   void record_run() {
     if (sw) sw->record(coll::recorded_run_time(sw->current(), stats.total_s));
   }
@@ -212,7 +218,13 @@ struct Plan::Impl {
   ErrorCode arg_code = ErrorCode::InvalidArgument;
   void choose();
   void decide_by_cost(std::string& name);
-  void check_run(const void* send, void* recv);
+  // Inline, one test on the way to the run; which check failed is found out of line.
+  void check_run(const void* send, void* recv) {
+    if (c->finalized || (c->fault && c->fault->failed) || !broken.empty() || in_flight ||
+        (cfg.count > 0 && (!send || !recv))) [[unlikely]]
+      check_run_slow(send, recv);
+  }
+  [[gnu::cold]] void check_run_slow(const void* send, void* recv);
   // Checked mode: every rank runs this plan now (not another plan, not a dense call).
   void check_agreement() {
     if (!c->checked) return;
@@ -233,7 +245,16 @@ struct Plan::Impl {
     return cfg.collective == PlanCollective::Allreduce && cfg.memory == Memory::Host &&
            cfg.dtype == DType::Float32 && !dgc && c->policy == OnTimeout::Abort;
   }
-  void run_engine_blocking(const void* send, void* recv);
+  // run_engine: the allreduce and the stats, untimed; run() calls it alone below 4 KiB per
+  // rank (auto's floor) unless the timeline records: there two clock reads, and every call
+  // into another page of code, cost percents of an 8-byte MPI_Allreduce at 3-4 ranks on 2
+  // cores (bench/results/auto-never-loses.md). Such runs leave total_s at 0 (plan.hpp).
+  [[gnu::always_inline]] inline void run_engine(const void* send, void* recv);
+  void run_engine_timed(const void* send, void* recv);  // run_engine, timed and traced
+  bool engine_untimed() const {
+    return cfg.count * sizeof(float) < coll::kAutoMinBytes && !timeline::active();
+  }
+  std::size_t engine_wire_bytes = 0;  // what run_engine sends (fixed: no division per run)
   bool poll();
   [[noreturn]] void run_failed(const Error& e);
   void drop_non_finite_residual() noexcept;
@@ -422,7 +443,11 @@ void Plan::Impl::choose() {
     decide_by_cost(name);
     entry = coll::find_algorithm(cfg.collective, name);
   }
-  stats.algorithm = name;
+  set_algorithm(name);
+  // Counted as the transport counts an allreduce: 2 (P-1)/P of the buffer.
+  engine_wire_bytes = c->size > 1 ? 2 * (static_cast<std::size_t>(c->size) - 1) * cfg.count *
+                                        dtype_size(cfg.dtype) / static_cast<std::size_t>(c->size)
+                                  : 0;
   const bool device = cfg.memory == Memory::Device;
   const coll::DgcOptions dgc_options{cfg.momentum, cfg.momentum_masking, cfg.clip_norm,
                                      cfg.warmup_steps, cfg.warmup_density};
@@ -614,7 +639,7 @@ void Plan::Impl::agree_on_switch() {
   if (sw->decide(agreed.data(), step)) {
     std::swap(algo, alt);
     const bool compressed = sw->current() == coll::AutoPick::Compressed;
-    stats.algorithm = compressed ? candidate : "dense";
+    set_algorithm(compressed ? candidate : "dense");
     call.collective = call_names[compressed ? 1 : 0].c_str();
   }
   stats.decision = sw->reason();
@@ -634,7 +659,7 @@ void Plan::Impl::balance_shards(coll::AlgoParams& p) {
   stats.shard_weights = p.shard_weights;
 }
 
-void Plan::Impl::check_run(const void* send, void* recv) {
+void Plan::Impl::check_run_slow(const void* send, void* recv) {
   check_not_finalized();
   detail::check_not_failed(*c, call);  // a peer died: PeerFailed again, not "unusable"
   if (!broken.empty()) fail(ErrorCode::InvalidArgument, "plan unusable after a failed run: " + broken);
@@ -664,13 +689,10 @@ void Plan::Impl::begin(const void* send, void* recv) {
   }
 }
 
-void Plan::Impl::run_engine_blocking(const void* send, void* recv) {
-  timeline::OnTrack on(tl.track());
-  t0 = now_s();
+void Plan::Impl::run_engine(const void* send, void* recv) {
   c->board.enter(detail::ProgressBoard::PlanRun);
   {
     detail::Armed guard(c->watch, c->timeout_s, call);
-    timeline::Span wait("exchange", cfg.count * sizeof(float));
     c->check_mpi(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv,
                                static_cast<int>(cfg.count), MPI_FLOAT, MPI_SUM, comm),
                  call, "MPI_Allreduce");
@@ -678,11 +700,17 @@ void Plan::Impl::run_engine_blocking(const void* send, void* recv) {
   if (cfg.op == ReduceOp::Avg) coll::scale(static_cast<float*>(recv), cfg.count, c->size);
   ++step;
   stats.logical_bytes = cfg.count * sizeof(float);
-  // Counted as the transport counts an allreduce: 2 (P-1)/P of the buffer.
-  stats.wire_bytes = c->size > 1 ? 2 * (static_cast<std::size_t>(c->size) - 1) * cfg.count *
-                                       sizeof(float) / static_cast<std::size_t>(c->size)
-                                 : 0;
+  stats.wire_bytes = engine_wire_bytes;
   stats.encode_s = stats.decode_s = 0;
+}
+
+void Plan::Impl::run_engine_timed(const void* send, void* recv) {
+  timeline::OnTrack on(tl.track());
+  t0 = now_s();
+  {
+    timeline::Span wait("exchange", cfg.count * sizeof(float));
+    run_engine(send, recv);
+  }
   stats.total_s = now_s() - t0;
   stats.transfer_s = stats.total_s;
   tl.run_done(t0, t0 + stats.total_s, stats.wire_bytes, step - 1);
@@ -828,8 +856,12 @@ void Plan::run(const void* send, void* recv) {
   p.check_run(send, recv);
   p.check_agreement();
   if (p.sw && p.sw->check_due(p.step)) p.agree_on_switch();
-  if (p.stats.algorithm == "dense" && p.engine_blocking() && p.cfg.count > 0) {
-    p.run_engine_blocking(send, recv);
+  if (p.dense_now && p.engine_blocking() && p.cfg.count > 0) {
+    if (p.engine_untimed()) {
+      p.run_engine(send, recv);
+    } else {
+      p.run_engine_timed(send, recv);
+    }
   } else {
     p.begin(send, recv);
     p.wait_blocking(p.c->policy);

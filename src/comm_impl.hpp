@@ -65,7 +65,11 @@ struct Communicator::Impl {
   [[noreturn]] void abort_job(const std::string& message) const noexcept;
   // A wait passed its deadline: abort the job, or throw Error(Timeout).
   [[noreturn]] void timed_out(const detail::CallInfo& call, OnTimeout how) const;
-  void check_mpi(int rc, const detail::CallInfo& call, const char* what) const;
+  // Inline, the failure out of line: every collective's hot path passes here.
+  void check_mpi(int rc, const detail::CallInfo& call, const char* what) const {
+    if (rc != MPI_SUCCESS) [[unlikely]] mpi_failed(rc, call, what);
+  }
+  [[noreturn, gnu::cold]] void mpi_failed(int rc, const detail::CallInfo& call, const char* what) const;
   void orphan(std::unique_ptr<Request::State> st) noexcept;
   // "; rank 3 is stopped (SIGSTOP)" and the like, for timeout messages; "" when unknown.
   std::string culprits(const detail::CallInfo& call) const;

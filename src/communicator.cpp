@@ -220,8 +220,7 @@ void Communicator::Impl::timed_out(const CallInfo& call, OnTimeout how) const {
   throw Error(ErrorCode::Timeout, msg);
 }
 
-void Communicator::Impl::check_mpi(int rc, const CallInfo& call, const char* what) const {
-  if (rc == MPI_SUCCESS) return;
+void Communicator::Impl::mpi_failed(int rc, const CallInfo& call, const char* what) const {
   pending_leaked = true;
   detail::on_mpi_error(*this, rc, call, what);  // a dead peer: PeerFailed or abort
   // Open MPI 4.1's libnbc can hand back its internal -1; MPI_Error_string on a code outside

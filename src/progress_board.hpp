@@ -23,9 +23,10 @@ class ProgressBoard {
   // shared memory) culprits() says nothing.
   void attach(MPI_Comm comm) noexcept;
   void release() noexcept;
-  // One relaxed increment: this rank entered another call of this kind.
+  // This rank entered another call of this kind. Only this rank writes its line, so a load
+  // and a store do: a locked add cost 3 % of an 8-byte allreduce at 4 ranks on 2 cores.
   void enter(Counter c) noexcept {
-    if (mine_) mine_[c].fetch_add(1, std::memory_order_relaxed);
+    if (mine_) mine_[c].store(mine_[c].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   // This rank's current call of this kind failed here (its peers' timeouts will say so).
   void failed(Counter c, bool non_finite) noexcept {

@@ -168,7 +168,11 @@ TEST(CostModel, AutoPlanAgreesAcrossRanks) {
       std::vector<float> x(n), out(n);
       for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<float>((i * 7 + comm.rank()) % 13) - 6;
       plan.run(x.data(), out.data());
-      EXPECT_GT(plan.stats().total_s, 0.0);  // measured, beside the prediction
+      if (n * sizeof(float) < gradwire::coll::kAutoMinBytes) {
+        EXPECT_EQ(plan.stats().total_s, 0.0);  // the floor's runs are not timed (plan.hpp)
+      } else {
+        EXPECT_GT(plan.stats().total_s, 0.0);  // measured, beside the prediction
+      }
       EXPECT_TRUE(same_everywhere(std::string(reinterpret_cast<const char*>(out.data()), n * 4)));
     }
   }
