@@ -34,6 +34,8 @@ void usage(const char* name) {
       "                    e.g. --codec q8 --codec q4@shared-grid --codec topk:0.01+ef\n"
       "  --algo A          auto | dense | sra | shared-grid | sparse-allgather | hier\n"
       "  --ef on|off       error feedback of lossy codecs (default on)\n"
+      "  --control         one more row: the baseline timed again as if it were a codec\n"
+      "                    (its ratio to the baseline is what noise alone does)\n"
       "  -W N              gw_bw: window of messages in flight (default 64)\n"
       "  -h                this help\n"
       "Columns: Size (logical, uncompressed bytes), Avg Latency(us) [Min, Max, Iterations with -f],\n"
@@ -150,6 +152,8 @@ Args parse(int argc, char** argv, const char* name, int rank) {
         const std::string v = next();
         if (v != "on" && v != "off") throw std::invalid_argument("--ef " + v + ": expected on or off");
         a.ef = v == "on";
+      } else if (f == "--control") {
+        a.control = true;
       } else if (f == "-W") {
         a.window = parse_int(f, next());
         if (a.window < 1) throw std::invalid_argument("-W: expected at least 1");
@@ -203,6 +207,13 @@ std::vector<CodecChoice> codec_choices(const Args& a) {
       s.resize(at);
     }
     c.spec = s.empty() ? "none" : s;
+    out.push_back(c);
+  }
+  if (a.control) {
+    CodecChoice c;
+    c.label = "control";
+    c.spec = "none";
+    c.algo = "baseline";
     out.push_back(c);
   }
   return out;

@@ -31,6 +31,7 @@ struct Args {
   std::string algo = "auto";          // --algo: a PlanConfig algorithm
   bool ef = true;                     // --ef on|off: error feedback of lossy codecs
   int window = 64;                    // gw_bw: messages in flight per window (OSU -W)
+  bool control = false;               // --control: the baseline again, as a row (A/A)
 };
 
 // One --codec entry, split into its parts.
@@ -41,6 +42,7 @@ struct CodecChoice {
   bool ef = true;
   bool overlap = false;  // "+overlap": the plan built with GRADWIRE_OVERLAP=1 (pipelined)
   bool dense() const { return spec == "none" && (algo == "auto" || algo == "dense"); }
+  bool control() const { return algo == "baseline"; }  // --control
 };
 std::vector<CodecChoice> codec_choices(const Args& a);
 // "" when the choice's codec spec parses, else "--codec LABEL: <why>".

@@ -200,7 +200,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
   for (const CodecChoice& c : choices) {
     bad = codec_spec_error(c);
     if (!bad.empty()) break;
-    if (c.dense()) continue;
+    if (c.dense() || c.control()) continue;
     if (coll == Coll::ReduceScatter && gradwire::parse_codec(c.spec).sparse()) {
       bad = "--codec " + c.label + ": reduce-scatter plans take dense codecs (none, fp16, bf16, "
             "q1-q8, sign)";
@@ -353,7 +353,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
     std::vector<std::unique_ptr<gradwire::Plan>> plans(choices.size());
     for (std::size_t k = 0; k < choices.size(); ++k) {
       const CodecChoice& c = choices[k];
-      if (c.dense()) continue;
+      if (c.dense() || c.control()) continue;
       gradwire::PlanConfig cfg;
       cfg.collective = coll == Coll::Allgather       ? gradwire::PlanCollective::Allgather
                        : coll == Coll::ReduceScatter ? gradwire::PlanCollective::ReduceScatter
@@ -406,7 +406,10 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       auto time_choices = [&] {
         for (std::size_t k = 0; k < choices.size(); ++k) {
           Timing x;
-          if (choices[k].dense()) {
+          if (choices[k].control()) {
+            wd.arm(what_base);
+            x = time_calls(engine.comm(), args.blocking, w, n, [&] { base_call(s); });
+          } else if (choices[k].dense()) {
             wd.arm(what_gw);
             x = time_calls(engine.comm(), args.blocking, w, n, [&] { gw_dense(s); });
           } else {
@@ -448,6 +451,10 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
         std::sort(ratio.begin(), ratio.end());
         const std::size_t m = ratio.size() / 2;
         row.paired_vs_base = ratio.size() % 2 ? ratio[m] : (ratio[m - 1] + ratio[m]) / 2;
+      }
+      if (c.control()) {
+        report.row(row);
+        continue;
       }
       if (c.dense()) {
         if (args.validate) {
