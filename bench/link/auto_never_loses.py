@@ -81,6 +81,19 @@ def host(out):
                   f"{sum(x >= 0.97 for x in pair)}/{len(pair)} | {min(med):.2f}x | {ms[len(ms) // 2]:.2f}x | "
                   f"{vn[len(vn) // 2] if vn else float('nan'):.2f}x | "
                   f"{', '.join(comp) or '-'} | {sw} |")
+    # Where the misses are, for auto (every codec) and for the control, per rank count.
+    regions = (("below 4 KiB", 0, 4096), ("4 KiB-512 KiB", 4096, 1 << 20), ("1-128 MB", 1 << 20, 1 << 40))
+    print("\n### host: cells below 0.97x by the median, auto against the control\n")
+    print("| ranks | sizes | auto (q8, q4, top-k) | control |")
+    print("|---:|---|---:|---:|")
+    for np_ in sorted({k[0] for k in runs}):
+        for name, lo, hi in regions:
+            def count(want_control):
+                cells = [(c, z, i) for (n, c), by_size in runs.items() if n == np_ and (c == "control") == want_control
+                         for z, per_run in by_size.items() if lo <= z < hi for i in per_run]
+                bad = [m for m in misses if m[0] == np_ and (m[1] == "control") == want_control and lo <= m[2] < hi]
+                return f"{len(bad)}/{len(cells)}"
+            print(f"| {np_} | {name} | {count(False)} | {count(True)} |")
     noise = {(np_, size, i) for np_, codec, size, i, *_ in misses if codec == "control"}
     auto = [m for m in misses if m[1] != "control"]
     print(f"\nHost: {len(auto)} (ranks, codec, size, run) cells of auto below 0.97x by the median; "
