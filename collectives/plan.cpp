@@ -36,9 +36,9 @@
 #include "collectives/staged.hpp"
 #include "collectives/staging.hpp"
 #include "comm_impl.hpp"
-#include "fault/ulfm.hpp"  // FaultState (check_run)
 #include "current_device.hpp"
 #include "device_backend.hpp"
+#include "fault/ulfm.hpp"  // FaultState (check_run)
 #include "gradwire/codec.hpp"
 #include "gradwire/config.hpp"
 #include "request_state.hpp"
