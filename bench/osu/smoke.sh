@@ -46,4 +46,10 @@ if grep "^[0-9]" "$out" | awk '$NF != "none"' | grep -q .; then
   grep "^[0-9]" "$out" | awk '$NF != "none" && $(NF-1) !~ /^[0-9.e+-]+$/ { bad = 1 } END { exit bad }' \
     || fail "lossy rows without an error figure"
 fi
+# --control: one row per size, the baseline itself.
+case " $* " in *" --control "*)
+  sizes=$(grep -o '"size":[0-9]*' "$json" | sort -u | wc -l)
+  controls=$(grep -c '"codec":"control","algorithm":"MPI_' "$json")
+  [ "$controls" -eq "$sizes" ] || fail "$controls control rows (the baseline's algorithm) for $sizes sizes"
+esac
 echo "smoke: ok ($rows rows)"
