@@ -608,34 +608,46 @@ TEST(Culprit, NanOnAnotherRankIsNamed) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
-// The watchdog sleeps until a deadline can pass (not 50 times a second), yet a slot armed
-// with a shorter timeout than any before still fires on time: the thread is woken for it.
-// (This suite's own hang guard keeps a 120 s slot armed, so the thread is in a long sleep.)
-
-TEST(Watchdog, ShortDeadlineArmedDuringALongSleepFiresOnTime) {
+// A watchdog slot that counts its expiries, and the seconds from `start` to the last one.
+struct CountingSlot {
   std::atomic<int> fired{0};
   std::atomic<std::int64_t> at{0};
-  gradwire::detail::WatchSlot slot([&](const gradwire::detail::CallInfo&, double) {
+  gradwire::detail::CallInfo call;
+  gradwire::detail::WatchSlot slot{[this](const gradwire::detail::CallInfo&, double) {
     at = gradwire::detail::monotonic_ns();
     fired.fetch_add(1);
-  });
-  gradwire::detail::CallInfo call;
-  call.collective = "watchdog test";
-  call.has_data = false;
+  }};
+  CountingSlot() {
+    call.collective = "watchdog test";
+    call.has_data = false;
+  }
+  // Arms with timeout_s and waits (2 s at most) until it fires: the seconds it took.
+  double arm_until_fired(double timeout_s) {
+    const std::int64_t t0 = gradwire::detail::monotonic_ns();
+    slot.arm(timeout_s, call);
+    for (int i = 0; i < 200 && fired.load() == 0; ++i) sleep_s(0.01);
+    slot.disarm();
+    return static_cast<double>(at.load() - t0) * 1e-9;
+  }
+};
+
+// The watchdog looks every eighth of the shortest timeout (not 50 times a second), yet a slot
+// armed with a shorter timeout than any before still fires on time: the thread is woken for
+// it. (This suite's own hang guard keeps a 120 s slot armed: the thread sleeps 15 s.)
+
+TEST(Watchdog, ShortDeadlineArmedDuringALongSleepFiresOnTime) {
+  CountingSlot w;
   sleep_s(0.1);  // the thread has computed its long sleep
-  const std::int64_t t0 = gradwire::detail::monotonic_ns();
-  slot.arm(0.25, call);
-  for (int i = 0; i < 200 && fired.load() == 0; ++i) sleep_s(0.01);
-  ASSERT_EQ(fired.load(), 1);
-  const double after = static_cast<double>(at.load() - t0) * 1e-9;
+  const double after = w.arm_until_fired(0.25);
+  ASSERT_EQ(w.fired.load(), 1);
   EXPECT_GE(after, 0.24);
   EXPECT_LT(after, 0.6);
   // Disarmed in time: never fires.
-  slot.arm(0.25, call);
+  w.slot.arm(0.25, w.call);
   sleep_s(0.1);
-  slot.disarm();
+  w.slot.disarm();
   sleep_s(0.3);
-  EXPECT_EQ(fired.load(), 1);
+  EXPECT_EQ(w.fired.load(), 1);
 }
 
 // Arming reads no clock: the thread times an arm from the look that first saw it, and looks
@@ -643,30 +655,18 @@ TEST(Watchdog, ShortDeadlineArmedDuringALongSleepFiresOnTime) {
 // wakeup) still fires within an eighth of it past its deadline, and re-arming before the
 // deadline, again and again, is a new call each time: it never fires.
 TEST(Watchdog, ArmWithAKnownTimeoutFiresWithinAnEighthAndReArmsNeverAccumulate) {
-  std::atomic<int> fired{0};
-  std::atomic<std::int64_t> at{0};
-  gradwire::detail::WatchSlot slot([&](const gradwire::detail::CallInfo&, double) {
-    at = gradwire::detail::monotonic_ns();
-    fired.fetch_add(1);
-  });
-  gradwire::detail::CallInfo call;
-  call.collective = "watchdog test";
-  call.has_data = false;
-  slot.arm(0.4, call);  // a new shortest timeout: wakes the thread, which then looks every 50 ms
-  slot.disarm();
+  CountingSlot w;
+  w.slot.arm(0.4, w.call);  // a new shortest timeout: wakes the thread, which then looks every 50 ms
+  w.slot.disarm();
   sleep_s(0.13);  // between two looks
   for (int i = 0; i < 10; ++i) {  // 1.5 s of calls of 0.15 s each: none passes 0.4 s
-    slot.arm(0.4, call);
+    w.slot.arm(0.4, w.call);
     sleep_s(0.15);
-    slot.disarm();
+    w.slot.disarm();
   }
-  EXPECT_EQ(fired.load(), 0);
-  const std::int64_t t0 = gradwire::detail::monotonic_ns();
-  slot.arm(0.4, call);
-  for (int i = 0; i < 200 && fired.load() == 0; ++i) sleep_s(0.01);
-  slot.disarm();
-  ASSERT_EQ(fired.load(), 1);
-  const double after = static_cast<double>(at.load() - t0) * 1e-9;
-  EXPECT_GE(after, 0.39);             // never before the deadline (coarse clock: a few ms)
+  EXPECT_EQ(w.fired.load(), 0);
+  const double after = w.arm_until_fired(0.4);
+  ASSERT_EQ(w.fired.load(), 1);
+  EXPECT_GE(after, 0.39);               // never before the deadline (coarse clock: a few ms)
   EXPECT_LT(after, 0.4 + 0.05 + 0.15);  // an eighth late at most, plus the test's own slack
 }
