@@ -146,7 +146,7 @@ def main():
         rows = [r for r in load(p) if r["codec"] == "none"]
         md.append(f"\nDense path, dedicated run (`bench/link/dense_overhead.sh`, {np_} ranks, "
                   f"log in `allreduce-dense-host-np{np_}.txt`): `ratio` is gradwire's mean over "
-                  "MPI_Allreduce's; `paired` the median over the 10 rounds of the "
+                  "MPI_Allreduce's; `paired` the median over the 10 alternating rounds of the "
                   "per-round ratio (robust to a burst of outside load in one round).\n")
         md.append("| Size | iterations | MPI_Allreduce (us) | gradwire none (us) | difference | ratio | paired |")
         md.append("|---:|---:|---:|---:|---:|---:|---:|")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gradwire's dense allreduce against MPI_Allreduce on the unshaped host (shared memory), in
-# the same run, in 10 rounds of rotated order: the "within 2 % at >= 1 MB, within 1 us at 8 B"
+# the same run, alternating in 10 rounds: the "within 2 % at >= 1 MB, within 1 us at 8 B"
 # figures. Runs at 4 ranks (2 cores here: oversubscribed) and at 2 ranks.
 #
 #   bench/link/dense_overhead.sh [--out DIR] [--build DIR] [--nps "4 2"]

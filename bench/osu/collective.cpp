@@ -380,10 +380,8 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
       }
     }
 
-    // The baseline and every choice in turn, in up to 10 rounds, each round's order rotated by
-    // one: drift in the machine's state (frequency, other load) falls on all alike, and no row
-    // runs two blocks back to back (an order that alternated gave the baseline that at every
-    // round's edge).
+    // The baseline and every choice in turn, in up to 10 rounds whose order alternates, so
+    // drift in the machine's state (frequency, other load) falls on all alike.
     const int rounds = std::max(1, std::min(iters, 10));
     progress.at(size_index, nsizes, bytes, 0, static_cast<int>(choices.size()),
                 "baseline and every codec");
@@ -405,7 +403,8 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
         base_round.push_back(x.avg_us);
         b = merge(b, x);
       };
-      auto time_choice = [&](std::size_t k) {
+      auto time_choices = [&] {
+        for (std::size_t k = 0; k < choices.size(); ++k) {
           Timing x;
           if (choices[k].control()) {
             wd.arm(what_base);
@@ -429,15 +428,14 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
           }
           if (x.iterations > 0) choice_round[k].push_back(x.avg_us);
           timed[k] = merge(timed[k], x);
-      };
-      const std::size_t nrows = choices.size() + 1;  // row 0: the baseline
-      for (std::size_t j = 0; j < nrows; ++j) {
-        const std::size_t row = (j + static_cast<std::size_t>(r)) % nrows;
-        if (row == 0) {
-          time_base();
-        } else {
-          time_choice(row - 1);
         }
+      };
+      if (r % 2 == 0) {
+        time_base();
+        time_choices();
+      } else {
+        time_choices();
+        time_base();
       }
     }
     wd.disarm();
