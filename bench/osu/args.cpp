@@ -35,7 +35,7 @@ void usage(const char* name) {
       "  --algo A          auto | dense | sra | shared-grid | sparse-allgather | hier\n"
       "  --ef on|off       error feedback of lossy codecs (default on)\n"
       "  --control         one more row: the baseline timed again as if it were a codec\n"
-      "                    (its ratio to the baseline is what noise alone does)\n"
+      "                    (its ratio is what noise and the rounds' order alone do)\n"
       "  -W N              gw_bw: window of messages in flight (default 64)\n"
       "  -h                this help\n"
       "Columns: Size (logical, uncompressed bytes), Avg Latency(us) [Min, Max, Iterations with -f],\n"
