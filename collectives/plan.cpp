@@ -247,7 +247,7 @@ struct Plan::Impl {
   }
   // run_engine: the allreduce and the stats, untimed; run() calls it alone below 4 KiB per
   // rank (auto's floor) unless the timeline records: there two clock reads, and every call
-  // into another page of code, cost percents of an 8-byte MPI_Allreduce at 3-4 ranks on 2
+  // into another page of code, showed in an 8-byte MPI_Allreduce's time at 3-4 ranks on 2
   // cores (bench/results/auto-never-loses.md). Such runs leave total_s at 0 (plan.hpp).
   [[gnu::always_inline]] inline void run_engine(const void* send, void* recv);
   void run_engine_timed(const void* send, void* recv);  // run_engine, timed and traced

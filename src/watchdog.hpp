@@ -13,9 +13,8 @@ namespace gradwire::detail {
 // One guarded call at a time (a communicator's blocking collectives, a test in the harness).
 // Arming is a few relaxed stores, inline, with no clock read: the watchdog thread notices an
 // arm on its next look and times it from there, so a call ends at most an eighth of the
-// shortest timeout (at least 20 ms) after its deadline. At 4 ranks on 2 cores a clock read
-// and two calls into other pages before an 8-byte MPI_Allreduce cost 1-2 % of it
-// (bench/results/auto-never-loses.md).
+// shortest timeout (at least 20 ms) after its deadline. At 3-4 ranks on 2 cores, every ns
+// before an 8-byte MPI_Allreduce shows in its time (bench/results/auto-never-loses.md).
 class WatchSlot {
  public:
   using Expire = std::function<void(const CallInfo& call, double timeout_s)>;

@@ -77,7 +77,7 @@ struct PlanStats {
   std::size_t wire_bytes = 0;       // bytes this rank sent
   // The last run's times. A blocking run of a float32 dense plan below 4 KiB per rank
   // (auto's floor) is not timed unless the timeline records: its times stay 0, since two clock
-  // reads cost several percent of an 8-byte allreduce between ranks on one host.
+  // reads show in the time of an 8-byte allreduce between ranks on one host.
   double encode_s = 0, transfer_s = 0, decode_s = 0, total_s = 0;
   // How the data reached the network, fixed at construction: "mpi" (host buffers handed to
   // MPI); device plans (docs/compressed-collectives.md, "Device memory"): "nccl" (every rank
