@@ -35,14 +35,15 @@ void usage(const char* name) {
       "  --algo A          auto | dense | sra | shared-grid | sparse-allgather | hier\n"
       "  --ef on|off       error feedback of lossy codecs (default on)\n"
       "  --control         one more row: the baseline timed again as if it were a codec\n"
-      "                    (its ratio is what noise and the rounds' order alone do)\n"
+      "                    (its ratio is what noise alone does)\n"
       "  -W N              gw_bw: window of messages in flight (default 64)\n"
       "  -h                this help\n"
       "Columns: Size (logical, uncompressed bytes), Avg Latency(us) [Min, Max, Iterations with -f],\n"
       "algbw/busbw (nccl-tests' factors), Wire(B) sent per rank, the baseline's latency in the\n"
-      "same run and vs_base (its speedup over it); with -c Validation: Pass/Fail for exact paths,\n"
-      "the max error relative to max|float64 result| for lossy ones. Exit status is non-zero on\n"
-      "every rank after a failed validation, a timeout or an error on any rank.\n",
+      "blocks timed beside the row and vs_base (its speedup over it); with -c Validation:\n"
+      "Pass/Fail for exact paths, the max error relative to max|float64 result| for lossy ones.\n"
+      "Exit status is non-zero on every rank after a failed validation, a timeout or an error on\n"
+      "any rank.\n",
       name);
 }
 

@@ -33,13 +33,13 @@ struct Row {
   int iterations = 0;
   double algbw = 0, busbw = 0;  // GB/s
   std::size_t wire = 0;         // bytes each rank sends (mean over ranks)
-  double base_us = 0;           // the engine collective at the same size, same run
+  double base_us = 0;           // the engine collective at the same size, in the blocks beside the row
   double base_p50_us = NAN;     // and the median of its calls (JSON)
   std::string validation;       // "Pass", "Fail", "3.1e-03", or "" without -c
   double max_rel_err = NAN;     // lossy paths with -c
   std::string codec = "none";   // the --codec entry
   std::string algorithm;        // the algorithm that ran ("MPI_Allreduce", "sra", ...)
-  double paired_vs_base = NAN;  // dense paths: median over rounds of base/gradwire (JSON)
+  double paired_vs_base = NAN;  // median over rounds of the row's baseline blocks / the row (JSON)
   double encode_us = NAN, transfer_us = NAN, decode_us = NAN;  // plans: last call's split
   double predicted_us = NAN;    // "auto" plans: the cost model's prediction (JSON)
   // "auto" plans (PlanStats): why `algorithm` ran last, the switches since creation, both
