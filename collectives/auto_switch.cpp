@@ -43,38 +43,69 @@ AutoSwitch::AutoSwitch(AutoPick initial, double predicted_dense_s, double predic
             ", " + names_[idx(other(cur_))] + " " + ms(predicted_[idx(other(cur_))]);
 }
 
+double AutoSwitch::recent_median(std::size_t last) const {
+  const std::size_t n = std::min<std::size_t>({recent_.size(), last, 64});
+  if (n == 0) return 0;
+  // A few values: a copy on the stack would do, but the window is a tuning value.
+  double v[64];
+  std::copy(recent_.end() - static_cast<std::ptrdiff_t>(n), recent_.end(), v);
+  std::sort(v, v + n);
+  return v[n / 2];
+}
+
 void AutoSwitch::record(double run_s) {
+  if (after_check_) {
+    after_check_run_ = run_s;
+    have_after_run_ = true;
+    runs_since_check_ = 0;
+  } else {
+    ++runs_since_check_;
+  }
+  after_check_ = false;
   if (recent_.size() >= static_cast<std::size_t>(std::max(1, t_.window)))
     recent_.erase(recent_.begin());
   recent_.push_back(run_s);
 }
 
-void AutoSwitch::local(double out[2]) const {
-  out[0] = 0;
-  if (!recent_.empty()) {
-    // A few values: a copy on the stack would do, but the window is a tuning value.
-    double v[64];
-    const std::size_t n = std::min<std::size_t>(recent_.size(), 64);
-    std::copy(recent_.end() - static_cast<std::ptrdiff_t>(n), recent_.end(), v);
-    std::sort(v, v + n);
-    out[0] = v[n / 2];
+void AutoSwitch::set_check_cost(double s) {
+  // The previous agreement's excess, now that runs have followed it.
+  if (have_after_run_ && runs_since_check_ > 0) {
+    if (excess_samples_.size() >= kExcessSamples) excess_samples_.erase(excess_samples_.begin());
+    excess_samples_.push_back(after_check_run_ -
+                              recent_median(static_cast<std::size_t>(runs_since_check_)));
+    if (excess_samples_.size() >= 3) {
+      std::vector<double> v = excess_samples_;
+      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+      check_excess_ = v[v.size() / 2];
+    }
   }
+  have_after_run_ = false;
+  check_local_s_ = s;
+  after_check_ = true;
+}
+
+void AutoSwitch::local(double out[kFigures]) const {
+  out[0] = recent_median();
   // Negated: the agreement's maximum is then the cheapest rank's cost. A rank that arrives
   // early waits for the others inside the allreduce; the last to arrive waits for nobody, so
   // its time is what the agreement itself costs.
   out[1] = -check_local_s_;
+  // The run after an agreement starts with every rank in step: its excess is not skewed by
+  // late arrivals, and the job moves at its slowest rank's pace.
+  out[2] = check_excess_;
 }
 
 void AutoSwitch::switch_to(AutoPick a, std::uint64_t step, const std::string& why) {
   cur_ = a;
   ++switches_;
   recent_.clear();  // the window holds runs of the running algorithm only
+  have_after_run_ = false;
   reason_ = why;
   next_check_ = step + static_cast<std::uint64_t>(std::max(1, t_.probation));
 }
 
-bool AutoSwitch::decide(const double agreed[2], std::uint64_t step) {
-  const double m = agreed[0], check = -agreed[1];
+bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {
+  const double m = agreed[0], check = -agreed[1] + std::max(0.0, agreed[2]);
   const AutoPick o = other(cur_);
   const std::string& cn = names_[idx(cur_)];
   const std::string& on = names_[idx(o)];

@@ -2,11 +2,12 @@
 // decides"). The trial at creation predicts both candidates once; on a shared machine, or a
 // link whose load changes, that prediction goes stale. The plan records each run's time; at
 // agreed steps the ranks agree on the figures (one small allreduce, spaced so that it costs
-// about 1 % of the run time) and this state machine, a pure function of the agreed figures,
+// about 1 % of the run time, counting what it adds to the next run) and this state machine, a pure function of the agreed figures,
 // says whether to switch. Every rank feeds it the same agreed figures at the same steps, so
 // every rank always runs the same algorithm. No MPI here: tests drive it with synthetic times.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -21,7 +22,8 @@ struct AutoSwitchTuning {
   int first_check = 3;     // the first agreement after this many runs
   int probation = 3;       // runs of a newly chosen algorithm before it is judged
   int max_interval = 64;   // the most runs between two agreements
-  double budget = 0.01;    // agreements cost at most this fraction of the run time
+  double budget = 0.01;    // agreements cost at most this fraction of the run time (their own
+                           // time and what they add to the run after them)
   double margin = 0.15;    // hysteresis: switch when the other is faster by this fraction
   double stale = 2.0;      // the running algorithm's time moved by this factor since the
                            // other was last timed: the other's figure is stale, time it again
@@ -46,13 +48,18 @@ class AutoSwitch {
   // preceded by an agreement.
   bool check_due(std::uint64_t step) const { return step >= next_check_; }
   // This rank's figures for the agreement: {median of current()'s recent runs (0: none),
-  // minus this rank's time of the previous agreement}. Agreed by taking each one's maximum:
-  // the slowest rank's runs, the cheapest rank's agreement (its real cost: the others'
-  // times include waiting for the last rank to arrive).
-  void local(double out[2]) const;
+  // minus this rank's time of the previous agreement, what agreements add to the run after
+  // them}. Agreed by taking each one's maximum: the slowest rank's runs, the cheapest rank's
+  // agreement (its real cost: the others' times include waiting for the last rank to
+  // arrive), the largest slowdown after one.
+  static constexpr int kFigures = 3;
+  void local(double out[kFigures]) const;
   // The agreed figures decide; `step` as for check_due. Returns true when current() changed.
-  bool decide(const double agreed[2], std::uint64_t step);
-  void set_check_cost(double s) { check_local_s_ = s; }
+  bool decide(const double agreed[kFigures], std::uint64_t step);
+  // This rank's time inside the agreement just made. What an agreement adds to the run after
+  // it is learnt from that run's time against the runs that follow it (a change of the link
+  // or the load at the agreement moves both alike), so the spacing budgets the whole cost.
+  void set_check_cost(double s);
 
   double predicted_s(AutoPick a) const { return predicted_[idx(a)]; }
   double measured_s(AutoPick a) const { return measured_[idx(a)]; }  // 0: never ran
@@ -65,6 +72,8 @@ class AutoSwitch {
     return a == AutoPick::Dense ? AutoPick::Compressed : AutoPick::Dense;
   }
   void switch_to(AutoPick a, std::uint64_t step, const std::string& why);
+  // The median of this rank's last `last` runs of current() (at most the window); 0: none.
+  double recent_median(std::size_t last = SIZE_MAX) const;
 
   AutoSwitchTuning t_;
   AutoPick cur_;
@@ -81,6 +90,18 @@ class AutoSwitch {
   int doubt_ = 0;              // switches reverted in a row: later probes need a wider margin
   std::uint64_t next_check_;
   double check_local_s_ = 0;   // this rank's last agreement
+  // What an agreement adds to the run after it, beyond its own time: the median of the last
+  // few agreements' samples (that run's time less the median of the runs after it; a change
+  // of the link between the two makes one wild sample, which the median ignores). 0 until
+  // three are known. On 4 ranks sharing 2 cores, spacing 4 MB runs by the agreement's own
+  // time alone cost 5 % instead of 1 % (docs/compressed-collectives.md).
+  static constexpr std::size_t kExcessSamples = 5;
+  std::vector<double> excess_samples_;  // oldest first
+  double check_excess_ = 0;
+  bool after_check_ = false;      // the next recorded run follows an agreement
+  bool have_after_run_ = false;   // after_check_run_ holds that run's time
+  double after_check_run_ = 0;
+  int runs_since_check_ = 0;      // recorded after it
   std::vector<double> recent_;  // this rank's runs of current(), oldest first, <= window
   int switches_ = 0;
   std::string reason_;

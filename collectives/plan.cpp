@@ -626,14 +626,14 @@ void Plan::Impl::decide_by_cost(std::string& name) {
 // whether to switch; the decision is a function of agreed figures only, so every rank makes
 // the same one.
 void Plan::Impl::agree_on_switch() {
-  double v[2];
-  sw->local(v);
+  std::vector<double> v(coll::AutoSwitch::kFigures);
+  sw->local(v.data());
   const double t_start = now_s();
   const MPI_Comm cc = comm;
   const std::vector<double> agreed = detail::bounded_of(
-      *c, call, "MPI_Iallreduce", std::vector<double>{v[0], v[1]},
-      [cc](void* b, MPI_Request* r) {
-        return MPI_Iallreduce(MPI_IN_PLACE, b, 2, MPI_DOUBLE, MPI_MAX, cc, r);
+      *c, call, "MPI_Iallreduce", v, [cc](void* b, MPI_Request* r) {
+        return MPI_Iallreduce(MPI_IN_PLACE, b, coll::AutoSwitch::kFigures, MPI_DOUBLE, MPI_MAX,
+                              cc, r);
       });
   sw->set_check_cost(now_s() - t_start);
   if (sw->decide(agreed.data(), step)) {
