@@ -2,9 +2,10 @@
 """Summary of bench/link/auto_never_loses.sh (usage: auto_never_loses.py OUT_DIR).
 
 Host files (host-np<P>-run<R>-*.json): per rank count, codec and size, `auto` against
-MPI_Allreduce timed in the same run, by the median over the run's calls (p50 / base_p50), in
-each run, with the paired ratio (median over rounds of MPI_Allreduce's round mean / auto's
-round mean) where the median ratio misses 0.97; and what auto ran (algorithm, switches).
+MPI_Allreduce timed in the same run (the blocks beside each row), by the median over the run's
+calls (p50 / base_p50), in each run, with the paired ratio (median over rounds of the mean of
+MPI_Allreduce's two blocks beside auto's / auto's) where the median ratio misses 0.97; and what
+auto ran (algorithm, switches).
 The `control` rows (gw_allreduce --control) are MPI_Allreduce timed again as if it were a
 codec: where a control cell misses 0.97 too, noise alone crosses the line there.
 Link files (<rate>-np4.json): auto against the best fixed choice for its codec (by mean and
@@ -94,6 +95,19 @@ def host(out):
                 bad = [m for m in misses if m[0] == np_ and (m[1] == "control") == want_control and lo <= m[2] < hi]
                 return f"{len(bad)}/{len(cells)}"
             print(f"| {np_} | {name} | {count(False)} | {count(True)} |")
+    # The typical cell of each region: the median of its cells' p50 ratios.
+    print("\n### host: the typical cell (median of the cells' p50 ratios), auto / control\n")
+    print("| ranks | " + " | ".join(name for name, *_ in regions) + " |")
+    print("|---:|" + "---|" * len(regions))
+    for np_ in sorted({k[0] for k in runs}):
+        def typical(want_control, lo, hi):
+            v = sorted(c["base_p50_us"] / c["p50_us"] for (n, codec), by_size in runs.items()
+                       if n == np_ and (codec == "control") == want_control
+                       for z, per_run in by_size.items() if lo <= z < hi for c in per_run.values()
+                       if c.get("p50_us") and c.get("base_p50_us"))
+            return f"{v[len(v) // 2]:.3f}x" if v else "-"
+        print(f"| {np_} | " + " | ".join(f"{typical(False, lo, hi)} / {typical(True, lo, hi)}"
+                                         for _, lo, hi in regions) + " |")
     noise = {(np_, size, i) for np_, codec, size, i, *_ in misses if codec == "control"}
     auto = [m for m in misses if m[1] != "control"]
     print(f"\nHost: {len(auto)} (ranks, codec, size, run) cells of auto below 0.97x by the median; "

@@ -2,7 +2,7 @@
 # `auto` against MPI_Allreduce (issues 13, 23). Host: every codec in --codecs under `auto`, at
 # each rank count in --ranks, 8 B to 128 MB, --runs times. Emulated link (emulated_link.sh,
 # root): 4 ranks, 1-64 MB, `auto` against every fixed choice for the first codec. Every ratio is
-# taken within one run (gw_allreduce times MPI_Allreduce in rounds alternating with each row).
+# taken within one run (gw_allreduce times each row between two blocks of MPI_Allreduce).
 #
 #   bench/link/auto_never_loses.sh [--build DIR] [--out DIR] [--ranks "2 3 4"] [--runs 3]
 #                                  [--codecs "q8 q4 topk:0.01"] [--links "host 1gbit"]
