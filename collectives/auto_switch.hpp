@@ -2,9 +2,10 @@
 // decides"). The trial at creation predicts both candidates once; on a shared machine, or a
 // link whose load changes, that prediction goes stale. The plan records each run's time; at
 // agreed steps the ranks agree on the figures (one small allreduce, spaced so that it costs
-// about 1 % of the run time, counting what it adds to the next run) and this state machine, a pure function of the agreed figures,
-// says whether to switch. Every rank feeds it the same agreed figures at the same steps, so
-// every rank always runs the same algorithm. No MPI here: tests drive it with synthetic times.
+// about 1 % of the run time, counting what it adds to the next run) and this state machine,
+// a pure function of the agreed figures, says whether to switch. Every rank feeds it the same
+// agreed figures at the same steps, so every rank always runs the same algorithm. No MPI
+// here: tests drive it with synthetic times.
 #pragma once
 
 #include <cstddef>
