@@ -73,11 +73,11 @@ void AutoSwitch::set_check_cost(double s) {
     if (excess_samples_.size() >= kExcessSamples) excess_samples_.erase(excess_samples_.begin());
     excess_samples_.push_back(after_check_run_ -
                               recent_median(static_cast<std::size_t>(runs_since_check_)));
-    if (excess_samples_.size() >= 3) {
-      std::vector<double> v = excess_samples_;
-      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-      check_excess_ = v[v.size() / 2];
-    }
+    // The lower median: one wild sample among two does not stretch the spacing.
+    std::vector<double> v = excess_samples_;
+    const auto mid = v.begin() + static_cast<std::ptrdiff_t>((v.size() - 1) / 2);
+    std::nth_element(v.begin(), mid, v.end());
+    check_excess_ = *mid;
   }
   have_after_run_ = false;
   check_local_s_ = s;

@@ -91,10 +91,10 @@ class AutoSwitch {
   int doubt_ = 0;              // switches reverted in a row: later probes need a wider margin
   std::uint64_t next_check_;
   double check_local_s_ = 0;   // this rank's last agreement
-  // What an agreement adds to the run after it, beyond its own time: the median of the last
-  // few agreements' samples (that run's time less the median of the runs after it; a change
-  // of the link between the two makes one wild sample, which the median ignores). 0 until
-  // three are known. On 4 ranks sharing 2 cores, spacing 4 MB runs by the agreement's own
+  // What an agreement adds to the run after it, beyond its own time: the lower median of the
+  // last few agreements' samples (that run's time less the median of the runs after it; a
+  // change of the link between the two makes one wild sample, which the median ignores). 0
+  // until one is known: a benchmark row of 20 runs must not spend half of them learning it. On 4 ranks sharing 2 cores, spacing 4 MB runs by the agreement's own
   // time alone cost 5 % instead of 1 % (docs/compressed-collectives.md).
   static constexpr std::size_t kExcessSamples = 5;
   std::vector<double> excess_samples_;  // oldest first
