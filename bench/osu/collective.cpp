@@ -420,15 +420,16 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
         wd.arm(what_gw + " (plan " + choices[k].label + ")");
         gradwire::Plan& plan = *plans[k];
         for (int i = 0; i < w; ++i) plan.run(send.data(), gout.data());
-        return time_calls(engine.comm(), args.blocking, 0, n, [&] {
-          plan.run(send.data(), gout.data());
+        auto add_stats = [&] {
           const gradwire::PlanStats& st = plan.stats();
           enc[k] += st.encode_s;
           xfer[k] += st.transfer_s;
           dec[k] += st.decode_s;
           wire[k] = static_cast<double>(st.wire_bytes);
           pcie[k] = static_cast<double>(st.pcie_bytes);
-        });
+        };
+        return time_calls(engine.comm(), args.blocking, 0, n,
+                          [&] { plan.run(send.data(), gout.data()); }, add_stats);
       };
       Timing before = time_base(w);
       for (std::size_t i = 0; i < choices.size(); ++i) {
