@@ -267,8 +267,8 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
   const Shape top = shape(coll, args.max_bytes, esz, P);
   std::vector<unsigned char> host;
   fill(host, t, std::max(top.send, top.recv), rank);
-  // One output buffer for the baseline and every row: where it lay in memory moved
-  // MPI_Allreduce's time by up to 7 % at 128 KB (4 ranks), so two buffers biased the ratio.
+  // One output buffer for the baseline and every row, so that where a buffer lies in memory
+  // is no part of a ratio.
   Buffer send(top.send * esz, device), gout(top.recv * esz, device);
   {
     std::vector<unsigned char> s(host.begin(), host.begin() + static_cast<std::ptrdiff_t>(top.send * esz));
@@ -301,7 +301,8 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
   // The baseline wrote the right result into gout: it is overwritten with NaN first (but for
   // the root's broadcast input), so a call that writes nothing cannot pass.
   auto validate = [&](const Shape& s, bool exact, Row& row, double tol, auto&& call) {
-    if (coll != Coll::Bcast || rank != root) gout.upload(std::vector<unsigned char>(s.recv * esz, 0xff));
+    if (coll != Coll::Bcast || rank != root)
+      gout.upload(std::vector<unsigned char>(s.recv * esz, 0xff));
     call();
     std::vector<unsigned char> got;
     gout.download(got);
@@ -389,8 +390,8 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
     // (B r1 B r2 ... B rn B, the rows' order reversed every other round) and compared with
     // those two blocks only. So a row and its baseline always follow a block of the other kind
     // (neither runs right after itself, on warm buffers), and drift within a round falls on
-    // both alike. A row's place in the round moved its ratio by 2-5 % when all rows shared
-    // one baseline block per round (bench/results/auto-never-loses.md).
+    // both alike. With one baseline block per round, MPI_Allreduce timed as a row read 0.94x
+    // of itself from 1 MB up (bench/results/bench-fairness, auto-never-loses.md).
     const int rounds = std::max(1, std::min(iters, 10));
     progress.at(size_index, nsizes, bytes, 0, static_cast<int>(choices.size()),
                 "baseline and every codec");
