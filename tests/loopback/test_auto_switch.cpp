@@ -250,9 +250,10 @@ TEST(AutoSwitch, ChecksCostAboutOnePercent) {
   EXPECT_GE(checks, 45);
 }
 
-// 1 ms runs and 10 us agreements, but each agreement makes the run after it 100 us slower
-// (4 ranks on 2 cores: bench/results/auto-never-loses.md). Spaced by its own time, one agreement
-// every 2 runs would cost 5.5 %; by its whole cost, one per ~11 runs keeps it near 1 %.
+// 1 ms runs and 10 us agreements, but each agreement makes the run after it 100 us slower (on
+// 4 ranks sharing 2 cores agreements slow the next run: bench/results/auto-never-loses.md).
+// Spaced by its own time, one agreement every 2 runs would cost 5.5 %; by its whole cost, one
+// per ~11 runs keeps it near 1 %.
 TEST(AutoSwitch, AnAgreementThatSlowsTheNextRunIsSpacedByItsWholeCost) {
   for (const double slowdown : {0.0, 100e-6}) {
     AutoSwitch sw(AutoPick::Dense, 1e-3, 2e-3, "sra");
