@@ -14,6 +14,13 @@ std::string ms(double s) {
   return b;
 }
 
+// The k-th smallest of the last n values (a copy: the window keeps its order of arrival).
+double nth_of_last(const std::vector<double>& values, std::size_t n, std::size_t k) {
+  std::vector<double> v(values.end() - static_cast<std::ptrdiff_t>(n), values.end());
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
 std::function<double(AutoPick, double)>& run_time_override() {
   static std::function<double(AutoPick, double)> f;
   return f;
@@ -44,13 +51,8 @@ AutoSwitch::AutoSwitch(AutoPick initial, double predicted_dense_s, double predic
 }
 
 double AutoSwitch::recent_median(std::size_t last) const {
-  const std::size_t n = std::min<std::size_t>({recent_.size(), last, 64});
-  if (n == 0) return 0;
-  // A few values: a copy on the stack would do, but the window is a tuning value.
-  double v[64];
-  std::copy(recent_.end() - static_cast<std::ptrdiff_t>(n), recent_.end(), v);
-  std::sort(v, v + n);
-  return v[n / 2];
+  const std::size_t n = std::min(recent_.size(), last);
+  return n == 0 ? 0 : nth_of_last(recent_, n, n / 2);
 }
 
 void AutoSwitch::record(double run_s) {
@@ -74,10 +76,8 @@ void AutoSwitch::set_check_cost(double s) {
     excess_samples_.push_back(after_check_run_ -
                               recent_median(static_cast<std::size_t>(runs_since_check_)));
     // The lower median: one wild sample among two does not stretch the spacing.
-    std::vector<double> v = excess_samples_;
-    const auto mid = v.begin() + static_cast<std::ptrdiff_t>((v.size() - 1) / 2);
-    std::nth_element(v.begin(), mid, v.end());
-    check_excess_ = *mid;
+    const std::size_t n = excess_samples_.size();
+    check_excess_ = nth_of_last(excess_samples_, n, (n - 1) / 2);
   }
   have_after_run_ = false;
   check_local_s_ = s;
