@@ -70,29 +70,27 @@ void AutoSwitch::record(double run_s) {
 }
 
 void AutoSwitch::set_check_cost(double s) {
-  // The previous agreement's excess, now that runs have followed it.
-  if (have_after_run_ && runs_since_check_ > 0) {
-    if (excess_samples_.size() >= kExcessSamples) excess_samples_.erase(excess_samples_.begin());
-    excess_samples_.push_back(after_check_run_ -
-                              recent_median(static_cast<std::size_t>(runs_since_check_)));
-    // The lower median: one wild sample among two does not stretch the spacing.
-    const std::size_t n = excess_samples_.size();
-    check_excess_ = nth_of_last(excess_samples_, n, (n - 1) / 2);
-  }
-  have_after_run_ = false;
   check_local_s_ = s;
   after_check_ = true;
 }
 
-void AutoSwitch::local(double out[kFigures]) const {
+void AutoSwitch::local(double out[kFigures]) {
+  if (have_after_run_ && runs_since_check_ > 0) {
+    if (excess_samples_.size() >= kExcessSamples) excess_samples_.erase(excess_samples_.begin());
+    excess_samples_.push_back(after_check_run_ -
+                              recent_median(static_cast<std::size_t>(runs_since_check_)));
+  }
+  have_after_run_ = false;
   out[0] = recent_median();
   // Negated: the agreement's maximum is then the cheapest rank's cost. A rank that arrives
   // early waits for the others inside the allreduce; the last to arrive waits for nobody, so
   // its time is what the agreement itself costs.
   out[1] = -check_local_s_;
   // The run after an agreement starts with every rank in step: its excess is not skewed by
-  // late arrivals, and the job moves at its slowest rank's pace.
-  out[2] = check_excess_;
+  // late arrivals, and the job moves at its slowest rank's pace. The lower median: one wild
+  // sample among two does not stretch the spacing.
+  const std::size_t n = excess_samples_.size();
+  out[2] = n == 0 ? HUGE_VAL : nth_of_last(excess_samples_, n, (n - 1) / 2);
 }
 
 void AutoSwitch::switch_to(AutoPick a, std::uint64_t step, const std::string& why) {
@@ -105,7 +103,11 @@ void AutoSwitch::switch_to(AutoPick a, std::uint64_t step, const std::string& wh
 }
 
 bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {
-  const double m = agreed[0], check = -agreed[1] + std::max(0.0, agreed[2]);
+  const double m = agreed[0];
+  // An agreement's whole cost: its own time and the slowdown of the run after it; while the
+  // slowdown is not known, a run's time (a few agreements early in a short row of runs cost
+  // it more than the budget: 3 in the first 10 runs at 1-4 MB, 4 ranks on 2 cores).
+  const double check = std::isfinite(agreed[2]) ? -agreed[1] + std::max(0.0, agreed[2]) : m;
   const AutoPick o = other(cur_);
   const std::string& cn = names_[idx(cur_)];
   const std::string& on = names_[idx(o)];
@@ -195,7 +197,7 @@ bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {
   // 64 KB over an emulated link, one 8-run burst of sra (5.7 ms against its 0.8) sent the plan
   // to dense (2.9 ms), where it stayed while the link lasted (bench/results/auto-never-loses.md).
   if (timed || estimate_ > 0) {
-    const double runs = std::max(4.0 * std::max(1, t_.max_interval),
+    const double runs = std::max(double(t_.min_age),
                                  t_.probation * std::max(0.0, other_s / m - 1) / t_.budget) *
                         static_cast<double>(1 << std::min(settled_, 6));
     const std::uint64_t age = step - (timed ? measured_at_[idx(o)] : estimate_at_);

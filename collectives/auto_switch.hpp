@@ -22,15 +22,17 @@ struct AutoSwitchTuning {
   int window = 8;          // a rank's figure: the median of its last `window` runs
   int first_check = 3;     // the first agreement after this many runs
   int probation = 3;       // runs of a newly chosen algorithm before it is judged
-  int max_interval = 64;   // the most runs between two agreements
+  int max_interval = 256;  // the most runs between two agreements
   double budget = 0.01;    // agreements cost at most this fraction of the run time (their own
-                           // time and what they add to the run after them)
+                           // time and what they add to the run after them); until that cost
+                           // is known (the second agreement), one is assumed to cost a run
+  int min_age = 256;       // the fewest runs before a figure of the other expires (below)
   double margin = 0.15;    // hysteresis: switch when the other is faster by this fraction
   double stale = 2.0;      // the running algorithm's time moved by this factor since the
                            // other was last timed: the other's figure is stale, time it again
   // A measured figure of the other also expires with age: after enough runs that timing it
   // again costs `budget` of the time run since (probation x (other / running - 1) / budget
-  // runs, at least 4 x max_interval; doubled each time the re-timed one loses again). A figure
+  // runs, at least min_age; doubled each time the re-timed one loses again). A figure
   // taken in a transient, or before the link changed back by less than `stale`, is otherwise
   // trusted for ever.
 };
@@ -43,6 +45,12 @@ class AutoSwitch {
              const std::string& compressed, AutoSwitchTuning tuning = {});
 
   AutoPick current() const { return cur_; }
+  // Whether the next decision needs the time of the run about to start at `step`: one of the
+  // last `window` runs before an agreement, or the run right after one. A plan may leave the
+  // others untimed (timing every dense run cost 3 % at 4-8 KiB: plan.cpp, engine_untimed).
+  bool times(std::uint64_t step) const {
+    return after_check_ || step + static_cast<std::uint64_t>(t_.window) >= next_check_;
+  }
   // This rank's time of a finished run of current() (blocking runs; see plan.cpp).
   void record(double run_s);
   // Whether the run about to start at `step` (the plan's run count, equal on every rank) is
@@ -50,11 +58,12 @@ class AutoSwitch {
   bool check_due(std::uint64_t step) const { return step >= next_check_; }
   // This rank's figures for the agreement: {median of current()'s recent runs (0: none),
   // minus this rank's time of the previous agreement, what agreements add to the run after
-  // them}. Agreed by taking each one's maximum: the slowest rank's runs, the cheapest rank's
-  // agreement (its real cost: the others' times include waiting for the last rank to
-  // arrive), the largest slowdown after one.
+  // them (+infinity: not known yet)}. Agreed by taking each one's maximum: the slowest rank's
+  // runs, the cheapest rank's agreement (its real cost: the others' times include waiting for
+  // the last rank to arrive), the largest slowdown after one. Takes the previous agreement's
+  // slowdown sample first, now that runs have followed it.
   static constexpr int kFigures = 3;
-  void local(double out[kFigures]) const;
+  void local(double out[kFigures]);
   // The agreed figures decide; `step` as for check_due. Returns true when current() changed.
   bool decide(const double agreed[kFigures], std::uint64_t step);
   // This rank's time inside the agreement just made. What an agreement adds to the run after
@@ -93,12 +102,12 @@ class AutoSwitch {
   double check_local_s_ = 0;   // this rank's last agreement
   // What an agreement adds to the run after it, beyond its own time: the lower median of the
   // last few agreements' samples (that run's time less the median of the runs after it; a
-  // change of the link between the two makes one wild sample, which the median ignores). 0
-  // until one is known: a benchmark row of 20 runs must not spend half of them learning it. On 4 ranks sharing 2 cores, spacing 4 MB runs by the agreement's own
-  // time alone cost 5 % instead of 1 % (docs/compressed-collectives.md).
+  // change of the link between the two makes one wild sample, which the median ignores). On
+  // 4 ranks sharing 2 cores, spacing 4 MB runs by the agreement's own time alone cost 5 %
+  // instead of 1 %, and assuming no slowdown until one was sampled put three agreements in
+  // the first ten runs (docs/compressed-collectives.md).
   static constexpr std::size_t kExcessSamples = 5;
   std::vector<double> excess_samples_;  // oldest first
-  double check_excess_ = 0;
   bool after_check_ = false;      // the next recorded run follows an agreement
   bool have_after_run_ = false;   // after_check_run_ holds that run's time
   double after_check_run_ = 0;

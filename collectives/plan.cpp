@@ -245,14 +245,16 @@ struct Plan::Impl {
     return cfg.collective == PlanCollective::Allreduce && cfg.memory == Memory::Host &&
            cfg.dtype == DType::Float32 && !dgc && c->policy == OnTimeout::Abort;
   }
-  // run_engine: the allreduce and the stats, untimed; run() calls it alone below 4 KiB per
-  // rank (auto's floor) unless the timeline records: there two clock reads, and every call
-  // into another page of code, showed in an 8-byte MPI_Allreduce's time at 3-4 ranks on 2
-  // cores (bench/results/auto-never-loses.md). Such runs leave total_s at 0 (plan.hpp).
+  // run_engine: the allreduce and the stats, untimed; run() calls it alone unless the
+  // timeline records or auto's next decision needs this run's time (AutoSwitch::times): two
+  // clock reads, and every call into another page of code, showed in an 8-byte
+  // MPI_Allreduce's time at 3-4 ranks on 2 cores, and timing every run cost 3 % at 4-8 KiB on
+  // 2 and 4 ranks (bench/results/auto-never-loses.md). Such runs leave total_s at 0 (plan.hpp).
   [[gnu::always_inline]] inline void run_engine(const void* send, void* recv);
   void run_engine_timed(const void* send, void* recv);  // run_engine, timed and traced
   bool engine_untimed() const {
-    return cfg.count * sizeof(float) < coll::kAutoMinBytes && !timeline::active();
+    return (sw ? !sw->times(step) : cfg.count * sizeof(float) < coll::kAutoMinBytes) &&
+           !timeline::active();
   }
   std::size_t engine_wire_bytes = 0;  // what run_engine sends (fixed: no division per run)
   bool poll();
@@ -701,7 +703,7 @@ void Plan::Impl::run_engine(const void* send, void* recv) {
   ++step;
   stats.logical_bytes = cfg.count * sizeof(float);
   stats.wire_bytes = engine_wire_bytes;
-  stats.encode_s = stats.decode_s = 0;
+  stats.encode_s = stats.transfer_s = stats.decode_s = stats.total_s = 0;
 }
 
 void Plan::Impl::run_engine_timed(const void* send, void* recv) {
@@ -857,11 +859,8 @@ void Plan::run(const void* send, void* recv) {
   p.check_agreement();
   if (p.sw && p.sw->check_due(p.step)) p.agree_on_switch();
   if (p.dense_now && p.engine_blocking() && p.cfg.count > 0) {
-    if (p.engine_untimed()) {
-      p.run_engine(send, recv);
-    } else {
-      p.run_engine_timed(send, recv);
-    }
+    if (p.engine_untimed()) return p.run_engine(send, recv);  // nothing to record
+    p.run_engine_timed(send, recv);
   } else {
     p.begin(send, recv);
     p.wait_blocking(p.c->policy);

@@ -399,9 +399,11 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
     // Per round: the mean of the row's two baseline blocks and the row's, for a paired ratio
     // that a burst of outside load in one round cannot move much (the median over rounds).
     std::vector<std::vector<double>> base_round(choices.size()), choice_round(choices.size());
-    // Plans: the sums of their runs' split (per rank), and the last run's wire bytes.
+    // Plans: the sums of their timed runs' split (per rank), how many runs were timed (an auto
+    // plan running dense times only the runs its decisions need: PlanStats), and the last
+    // run's wire bytes.
     std::vector<double> enc(choices.size()), xfer(choices.size()), dec(choices.size()),
-        wire(choices.size()), pcie(choices.size());
+        timed_runs(choices.size()), wire(choices.size()), pcie(choices.size());
     for (int r = 0; r < rounds; ++r) {
       const int n = iters / rounds + (r < iters % rounds ? 1 : 0);
       const int w = r == 0 ? warm : 0;
@@ -423,6 +425,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
         for (int i = 0; i < w; ++i) plan.run(send.data(), gout.data());
         auto add_stats = [&] {
           const gradwire::PlanStats& st = plan.stats();
+          if (st.total_s > 0) ++timed_runs[k];
           enc[k] += st.encode_s;
           xfer[k] += st.transfer_s;
           dec[k] += st.decode_s;
@@ -479,7 +482,7 @@ int run(int argc, char** argv, Coll coll, int rank, int P) {
         plan.run(send.data(), gout.data());
         wire[k] = static_cast<double>(plan.stats().wire_bytes);
       }
-      const double n = iters > 0 ? iters : 1;
+      const double n = std::max(1.0, timed_runs[k]);
       row.wire = static_cast<std::size_t>(std::llround(mean_over_ranks(wire[k], comm.mpi_comm())));
       row.encode_us = mean_over_ranks(enc[k] / n * 1e6, comm.mpi_comm());
       row.transfer_us = mean_over_ranks(xfer[k] / n * 1e6, comm.mpi_comm());

@@ -204,7 +204,7 @@ typedef struct gw_plan_config {
 typedef struct gw_plan_stats {
   const char* algorithm; /* the last run's; valid until the plan's next run or destruction */
   size_t logical_bytes, wire_bytes;
-  double encode_s, transfer_s, decode_s, total_s;
+  double encode_s, transfer_s, decode_s, total_s; /* 0 for runs left untimed (plan.hpp) */
   /* "auto" plans (PlanStats in gradwire/plan.hpp): why `algorithm` runs (valid as
    * `algorithm`; "" where auto did not decide), the switches since creation, and each
    * candidate's measured time (agreed over ranks; 0 where it has not run). */

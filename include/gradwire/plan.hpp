@@ -75,9 +75,10 @@ struct PlanStats {
   std::string algorithm;            // the algorithm "auto" chose
   std::size_t logical_bytes = 0;    // count * dtype size
   std::size_t wire_bytes = 0;       // bytes this rank sent
-  // The last run's times. A blocking run of a float32 dense plan below 4 KiB per rank
-  // (auto's floor) is not timed unless the timeline records: its times stay 0, since two clock
-  // reads show in the time of an 8-byte allreduce between ranks on one host.
+  // The last run's times. Blocking runs of a float32 "auto" plan running dense are timed only
+  // where auto's next decision needs them (a few runs before each agreement; below 4 KiB per
+  // rank, the floor, none), unless the timeline records: the others leave these at 0, since
+  // two clock reads show in the time of a small allreduce between ranks on one host.
   double encode_s = 0, transfer_s = 0, decode_s = 0, total_s = 0;
   // How the data reached the network, fixed at construction: "mpi" (host buffers handed to
   // MPI); device plans (docs/compressed-collectives.md, "Device memory"): "nccl" (every rank
