@@ -105,8 +105,8 @@ void AutoSwitch::switch_to(AutoPick a, std::uint64_t step, const std::string& wh
 bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {
   const double m = agreed[0];
   // An agreement's whole cost: its own time and the slowdown of the run after it; while the
-  // slowdown is not known, a run's time (a few agreements early in a short row of runs cost
-  // it more than the budget: 3 in the first 10 runs at 1-4 MB, 4 ranks on 2 cores).
+  // slowdown is not known, a run's time (assumed free, agreements came after 3, 5 and 7 runs,
+  // and 20-run rows of 1-16 MB on 4 ranks sharing 2 cores lost 3 % to them).
   const double check = std::isfinite(agreed[2]) ? -agreed[1] + std::max(0.0, agreed[2]) : m;
   const AutoPick o = other(cur_);
   const std::string& cn = names_[idx(cur_)];

@@ -47,7 +47,7 @@ class AutoSwitch {
   AutoPick current() const { return cur_; }
   // Whether the next decision needs the time of the run about to start at `step`: one of the
   // last `window` runs before an agreement, or the run right after one. A plan may leave the
-  // others untimed (timing every dense run cost 3 % at 4-8 KiB: plan.cpp, engine_untimed).
+  // others untimed (plan.cpp, engine_untimed).
   bool times(std::uint64_t step) const {
     return after_check_ || step + static_cast<std::uint64_t>(t_.window) >= next_check_;
   }

@@ -248,8 +248,9 @@ struct Plan::Impl {
   // run_engine: the allreduce and the stats, untimed; run() calls it alone unless the
   // timeline records or auto's next decision needs this run's time (AutoSwitch::times): two
   // clock reads, and every call into another page of code, showed in an 8-byte
-  // MPI_Allreduce's time at 3-4 ranks on 2 cores, and timing every run cost 3 % at 4-8 KiB on
-  // 2 and 4 ranks (bench/results/auto-never-loses.md). Such runs leave total_s at 0 (plan.hpp).
+  // MPI_Allreduce's time at 3-4 ranks on 2 cores, and with every run timed (and agreements
+  // at most 64 runs apart) auto ran at 0.96x of it at 4 KiB on 2 and 4 ranks, 0.98x with
+  // neither (bench/results/auto-never-loses.md). Such runs leave total_s at 0 (plan.hpp).
   [[gnu::always_inline]] inline void run_engine(const void* send, void* recv);
   void run_engine_timed(const void* send, void* recv);  // run_engine, timed and traced
   bool engine_untimed() const {
