@@ -57,13 +57,17 @@ double AutoSwitch::recent_median(std::size_t last) const {
 
 void AutoSwitch::record(double run_s) {
   if (after_check_) {
+    // The run right after an agreement carries the agreement's slowdown (sampled for the
+    // spacing, which budgets it) and, after a switch, the first run of the other algorithm:
+    // not a figure of either. Counted in, a 3-run probe's median was the larger of its two
+    // other runs, a figure biased against the probe.
     after_check_run_ = run_s;
     have_after_run_ = true;
     runs_since_check_ = 0;
-  } else {
-    ++runs_since_check_;
+    after_check_ = false;
+    return;
   }
-  after_check_ = false;
+  ++runs_since_check_;
   if (recent_.size() >= static_cast<std::size_t>(std::max(1, t_.window)))
     recent_.erase(recent_.begin());
   recent_.push_back(run_s);
@@ -99,7 +103,8 @@ void AutoSwitch::switch_to(AutoPick a, std::uint64_t step, const std::string& wh
   recent_.clear();  // the window holds runs of the running algorithm only
   have_after_run_ = false;
   reason_ = why;
-  next_check_ = step + static_cast<std::uint64_t>(std::max(1, t_.probation));
+  // Judged after `probation` runs beyond the one right after this agreement (record()).
+  next_check_ = step + 1 + static_cast<std::uint64_t>(std::max(1, t_.probation));
 }
 
 bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {

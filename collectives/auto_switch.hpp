@@ -19,9 +19,10 @@ namespace gradwire::coll {
 enum class AutoPick : int { Dense = 0, Compressed = 1 };
 
 struct AutoSwitchTuning {
-  int window = 8;          // a rank's figure: the median of its last `window` runs
+  int window = 8;          // a rank's figure: the median of its last `window` runs (not
+                           // counting the one right after an agreement)
   int first_check = 3;     // the first agreement after this many runs
-  int probation = 3;       // runs of a newly chosen algorithm before it is judged
+  int probation = 3;       // runs of a newly chosen algorithm judged, after its first
   int max_interval = 256;  // the most runs between two agreements
   double budget = 0.01;    // agreements cost at most this fraction of the run time (their own
                            // time and what they add to the run after them); until that cost

@@ -79,7 +79,7 @@ TEST(AutoSwitch, ATrialThatOverestimatesDenseIsCorrectedByThePlansOwnRuns) {
     return p == AutoPick::Dense ? 9.5e-3 : 8.5e-3;
   });
   ASSERT_EQ(changed.size(), 2u) << right.reason();
-  EXPECT_EQ(changed[1] - changed[0], 3u);
+  EXPECT_EQ(changed[1] - changed[0], 4u);  // 3 runs judged after the first
   EXPECT_EQ(right.current(), AutoPick::Compressed);
   // Compression predicted to win by 2x or more is not second-guessed.
   AutoSwitch clear(AutoPick::Compressed, 180e-3, 62e-3, "sra");
@@ -133,7 +133,7 @@ TEST(AutoSwitch, ATrialMissedByTheSameFactorForBothDoesNotProbe) {
   // and dense stays.
   auto changed = drive(sw, step, 100, truth);
   ASSERT_EQ(changed.size(), 2u) << sw.reason();
-  EXPECT_EQ(changed[1] - changed[0], 3u);
+  EXPECT_EQ(changed[1] - changed[0], 4u);
   EXPECT_EQ(sw.current(), AutoPick::Dense);
   EXPECT_DOUBLE_EQ(sw.measured_s(AutoPick::Compressed), 52.2e-3);
 }
@@ -155,11 +155,39 @@ TEST(AutoSwitch, AProbeThatLosesIsRevertedAndNotRepeatedSoon) {
   EXPECT_GE(changed[0], 100u);
   EXPECT_LE(changed[0], 100u + 8);
   for (std::size_t i = 0; i < changed.size(); i += 2)
-    EXPECT_EQ(changed[i + 1] - changed[i], 3u);  // judged after the probation's 3 runs
+    EXPECT_EQ(changed[i + 1] - changed[i], 4u);  // 3 runs judged after the first
   EXPECT_GE(changed[2] - changed[1], 256u);
   EXPECT_GE(changed[4] - changed[3], 512u);
   EXPECT_EQ(sw.reason().rfind("back to dense", 0), 0u) << sw.reason();
   EXPECT_DOUBLE_EQ(sw.measured_s(AutoPick::Compressed), 22e-3);
+}
+
+TEST(AutoSwitch, AProbeIsJudgedWithoutTheRunRightAfterTheSwitch) {
+  // sra 6.2 us; dense 5.0, 5.4 and 7.0 us in turn (median 5.4); the run right after an
+  // agreement (after a switch: the first of the other algorithm) 10 us slower. Judged with that
+  // run, dense's probe was the larger of two runs of the cycle, 7.0 us in two phases of three,
+  // and sra stayed.
+  const double cycle[3] = {5.0e-6, 5.4e-6, 7.0e-6};
+  for (int phase = 0; phase < 3; ++phase) {
+    AutoSwitch sw(AutoPick::Compressed, 8e-6, 6e-6, "sra");  // sra by less than 2x: verified
+    std::uint64_t dense_runs = static_cast<std::uint64_t>(phase);
+    int on_dense = 0;
+    for (std::uint64_t step = 0; step < 2000; ++step) {
+      bool after = false;
+      if (sw.check_due(step)) {
+        double v[AutoSwitch::kFigures];
+        sw.local(v);
+        sw.decide(v, step);
+        sw.set_check_cost(1e-6);
+        after = true;
+      }
+      const bool dense = sw.current() == AutoPick::Dense;
+      on_dense += dense;
+      const double t = (dense ? cycle[dense_runs++ % 3] : 6.2e-6) + (after ? 10e-6 : 0.0);
+      if (timed(sw, step)) sw.record(t);
+    }
+    EXPECT_GE(on_dense, 1900) << "phase " << phase << ": " << sw.reason();
+  }
 }
 
 TEST(AutoSwitch, FollowsALinkThatChangesEachWay) {
@@ -176,7 +204,7 @@ TEST(AutoSwitch, FollowsALinkThatChangesEachWay) {
   EXPECT_GE(changed[0], 100u);
   EXPECT_LE(changed[0], 100u + 8) << "shaped at step 100";
   EXPECT_GE(changed[1], 300u);
-  EXPECT_LE(changed[1], 300u + 8) << "unshaped at step 300";
+  EXPECT_LE(changed[1], 300u + 10) << "unshaped at step 300";
   EXPECT_EQ(sw.current(), AutoPick::Dense);
   EXPECT_EQ(sw.switches(), 2);
 }
@@ -216,7 +244,7 @@ TEST(AutoSwitch, ReTimingAnExpiredFigureThatStillLosesIsRare) {
   EXPECT_EQ(changed[0], 3u);
   std::uint64_t wait = 300;
   for (std::size_t i = 1; i + 1 < changed.size(); i += 2, wait *= 2) {
-    EXPECT_EQ(changed[i + 1] - changed[i], 3u);
+    EXPECT_EQ(changed[i + 1] - changed[i], 4u);
     EXPECT_GE(changed[i] - changed[i - 1], wait);
     EXPECT_LE(changed[i] - changed[i - 1], wait + 8);
   }
