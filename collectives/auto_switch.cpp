@@ -85,14 +85,10 @@ void AutoSwitch::local(double out[kFigures]) {
                               recent_median(static_cast<std::size_t>(runs_since_check_)));
   }
   have_after_run_ = false;
-  // Both negated: the agreement's maximum is then the fastest rank's figure and the cheapest
-  // rank's agreement. A rank that arrives early waits for the others inside a collective; the
-  // last to arrive waits for nobody, so its time is what the collective itself costs. Dense
-  // spends that wait idle and sra partly encoding, so by the slowest rank's runs dense paid
-  // for the arrival skew and sra did not: at 8 KB on 2 ranks (q8) the agreed figures put
-  // dense at 6.8 us and sra at 6.1 where the benchmark row's MPI_Allreduce took 5.4 us, and
-  // auto ran sra at 0.90x of it (bench/results/auto-never-loses.md).
-  out[0] = recent_.empty() ? -HUGE_VAL : -recent_median();
+  out[0] = recent_median();
+  // Negated: the agreement's maximum is then the cheapest rank's cost. A rank that arrives
+  // early waits for the others inside the allreduce; the last to arrive waits for nobody, so
+  // its time is what the agreement itself costs.
   out[1] = -check_local_s_;
   // The run after an agreement starts with every rank in step: its excess is not skewed by
   // late arrivals, and the job moves at its slowest rank's pace. The lower median: one wild
@@ -112,7 +108,7 @@ void AutoSwitch::switch_to(AutoPick a, std::uint64_t step, const std::string& wh
 }
 
 bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {
-  const double m = -agreed[0];
+  const double m = agreed[0];
   // An agreement's whole cost: its own time and the slowdown of the run after it; while the
   // slowdown is not known, a run's time (assumed free, agreements came after 3, 5 and 7 runs,
   // and 20-run rows of 1-16 MB on 4 ranks sharing 2 cores lost 3 % to them).
@@ -120,7 +116,7 @@ bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {
   const AutoPick o = other(cur_);
   const std::string& cn = names_[idx(cur_)];
   const std::string& on = names_[idx(o)];
-  if (!(m > 0) || !std::isfinite(m)) {  // no rank timed a run (non-blocking runs only)
+  if (!(m > 0)) {  // no rank timed a run since the last agreement (non-blocking runs only)
     next_check_ = step + static_cast<std::uint64_t>(std::max(1, t_.max_interval));
     return false;
   }
@@ -128,7 +124,7 @@ bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {
   measured_at_[idx(cur_)] = step;
   const bool first = !judged_trial_;  // the running one's first figure: judge the trial
   judged_trial_ = true;
-  // The next agreement: spaced so that its whole cost stays within the budget.
+  // The next agreement: spaced so that its cost (the slowest rank's) stays within the budget.
   const double runs = check > 0 ? std::ceil(check / (t_.budget * m)) : 2.0;
   next_check_ =
       step + static_cast<std::uint64_t>(std::clamp(runs, 2.0, double(std::max(2, t_.max_interval))));

@@ -57,12 +57,12 @@ class AutoSwitch {
   // Whether the run about to start at `step` (the plan's run count, equal on every rank) is
   // preceded by an agreement.
   bool check_due(std::uint64_t step) const { return step >= next_check_; }
-  // This rank's figures for the agreement: {minus the median of current()'s recent runs
-  // (-infinity: none), minus this rank's time of the previous agreement, what agreements add
-  // to the run after them (+infinity: not known yet)}. Agreed by taking each one's maximum:
-  // the fastest rank's runs and the cheapest rank's agreement (the real costs: the others'
-  // times include waiting for the last rank to arrive), the largest slowdown after one.
-  // Takes the previous agreement's slowdown sample first, now that runs have followed it.
+  // This rank's figures for the agreement: {median of current()'s recent runs (0: none),
+  // minus this rank's time of the previous agreement, what agreements add to the run after
+  // them (+infinity: not known yet)}. Agreed by taking each one's maximum: the slowest rank's
+  // runs, the cheapest rank's agreement (its real cost: the others' times include waiting for
+  // the last rank to arrive), the largest slowdown after one. Takes the previous agreement's
+  // slowdown sample first, now that runs have followed it.
   static constexpr int kFigures = 3;
   void local(double out[kFigures]);
   // The agreed figures decide; `step` as for check_due. Returns true when current() changed.
