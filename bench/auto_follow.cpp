@@ -2,8 +2,8 @@
 // bench/results/auto-never-loses.md): one "auto" plan run back to back for --seconds; rank 0
 // prints one line per run: the wall clock (seconds since the epoch, to set beside the times
 // the link was shaped), the step, the algorithm that ran, the run's time (the slowest rank's,
-// around run(), an agreement included),
-// the switches so far, and the plan's decision whenever it changes.
+// around run(), an agreement included), the switches so far, and the plan's decision whenever
+// it changes.
 //
 //   mpirun -np 4 gw_auto_follow [-n ELEMENTS] [--codec q8] [--seconds 90]
 #include <mpi.h>
