@@ -22,22 +22,43 @@ bool timed(const AutoSwitch& sw, std::uint64_t step) {
   return sw.current() == AutoPick::Compressed || sw.times(step);
 }
 
-// Runs `runs` steps from `step`; time(step, pick) is the run's time. Returns the steps at
-// which the algorithm changed.
+// What a plan does with `runs` runs from `step`: an agreement where one is due (taking
+// check_s), then the run, recorded where the plan would time it. time(step, pick, after) is the
+// run's time, asked for every run; after: the run follows an agreement.
+struct Driven {
+  std::vector<std::uint64_t> changed;     // the steps at which the algorithm changed
+  std::vector<std::uint64_t> agreements;  // the steps preceded by an agreement
+  int timed_runs = 0;
+};
+Driven run_plan(AutoSwitch& sw, std::uint64_t& step, int runs,
+                const std::function<double(std::uint64_t, AutoPick, bool)>& time,
+                double check_s = 20e-6) {
+  Driven d;
+  for (int i = 0; i < runs; ++i, ++step) {
+    const bool after = sw.check_due(step);
+    if (after) {
+      d.agreements.push_back(step);
+      double v[AutoSwitch::kFigures];
+      sw.local(v);
+      if (sw.decide(v, step)) d.changed.push_back(step);
+      sw.set_check_cost(check_s);
+    }
+    const double t = time(step, sw.current(), after);
+    if (!timed(sw, step)) continue;
+    ++d.timed_runs;
+    sw.record(t);
+  }
+  return d;
+}
+
+// run_plan where a run's time depends on the step and the algorithm only: the changes.
 std::vector<std::uint64_t> drive(AutoSwitch& sw, std::uint64_t& step, int runs,
                                  const std::function<double(std::uint64_t, AutoPick)>& time,
                                  double check_s = 20e-6) {
-  std::vector<std::uint64_t> changed;
-  for (int i = 0; i < runs; ++i, ++step) {
-    if (sw.check_due(step)) {
-      double v[AutoSwitch::kFigures];
-      sw.local(v);
-      if (sw.decide(v, step)) changed.push_back(step);
-      sw.set_check_cost(check_s);
-    }
-    if (timed(sw, step)) sw.record(time(step, sw.current()));
-  }
-  return changed;
+  return run_plan(
+             sw, step, runs, [&](std::uint64_t s, AutoPick p, bool) { return time(s, p); },
+             check_s)
+      .changed;
 }
 
 TEST(AutoSwitch, NoiseAroundTheTrialNeverSwitches) {
@@ -170,22 +191,16 @@ TEST(AutoSwitch, AProbeIsJudgedWithoutTheRunRightAfterTheSwitch) {
   const double cycle[3] = {5.0e-6, 5.4e-6, 7.0e-6};
   for (int phase = 0; phase < 3; ++phase) {
     AutoSwitch sw(AutoPick::Compressed, 8e-6, 6e-6, "sra");  // sra by less than 2x: verified
-    std::uint64_t dense_runs = static_cast<std::uint64_t>(phase);
+    std::uint64_t dense_runs = static_cast<std::uint64_t>(phase), step = 0;
     int on_dense = 0;
-    for (std::uint64_t step = 0; step < 2000; ++step) {
-      bool after = false;
-      if (sw.check_due(step)) {
-        double v[AutoSwitch::kFigures];
-        sw.local(v);
-        sw.decide(v, step);
-        sw.set_check_cost(1e-6);
-        after = true;
-      }
-      const bool dense = sw.current() == AutoPick::Dense;
-      on_dense += dense;
-      const double t = (dense ? cycle[dense_runs++ % 3] : 6.2e-6) + (after ? 10e-6 : 0.0);
-      if (timed(sw, step)) sw.record(t);
-    }
+    run_plan(
+        sw, step, 2000,
+        [&](std::uint64_t, AutoPick p, bool after) {
+          const bool dense = p == AutoPick::Dense;
+          on_dense += dense;
+          return (dense ? cycle[dense_runs++ % 3] : 6.2e-6) + (after ? 10e-6 : 0.0);
+        },
+        1e-6);
     EXPECT_GE(on_dense, 1900) << "phase " << phase << ": " << sw.reason();
   }
 }
@@ -232,7 +247,8 @@ TEST(AutoSwitch, AFigureTakenInABurstExpires) {
 
 TEST(AutoSwitch, ReTimingAnExpiredFigureThatStillLosesIsRare) {
   // Dense 4 ms, sra 8 ms, both timed: sra's figure expires after 3 x (8 / 4 - 1) / 0.01 = 300
-  // runs; that re-timing costs 3 runs of 4 ms more: 1 % of the time, less after each loss.
+  // runs; that re-timing costs 4 runs of 4 ms more: about 1 % of the time, less after each
+  // loss.
   AutoSwitch sw(AutoPick::Compressed, 4e-3, 3e-3, "sra");
   auto truth = [](std::uint64_t, AutoPick p) { return p == AutoPick::Dense ? 4e-3 : 8e-3; };
   std::uint64_t step = 0;
@@ -255,22 +271,13 @@ TEST(AutoSwitch, ReTimingAnExpiredFigureThatStillLosesIsRare) {
 // and makes the run after it `slowdown` slower; `timed_runs`: how many runs were timed.
 std::vector<std::uint64_t> agreement_steps(AutoSwitch& sw, int runs, double run_s, double check_s,
                                            double slowdown = 0, int* timed_runs = nullptr) {
-  std::vector<std::uint64_t> steps;
-  for (std::uint64_t step = 0; step < static_cast<std::uint64_t>(runs); ++step) {
-    bool checked = false;
-    if (sw.check_due(step)) {
-      steps.push_back(step);
-      checked = true;
-      double v[AutoSwitch::kFigures];
-      sw.local(v);
-      sw.decide(v, step);
-      sw.set_check_cost(check_s);
-    }
-    if (!timed(sw, step)) continue;
-    if (timed_runs) ++*timed_runs;
-    sw.record(run_s + (checked ? slowdown : 0.0));
-  }
-  return steps;
+  std::uint64_t step = 0;
+  const Driven d = run_plan(
+      sw, step, runs,
+      [&](std::uint64_t, AutoPick, bool after) { return run_s + (after ? slowdown : 0.0); },
+      check_s);
+  if (timed_runs) *timed_runs = d.timed_runs;
+  return d.agreements;
 }
 
 TEST(AutoSwitch, ChecksCostAboutOnePercent) {
