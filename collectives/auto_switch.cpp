@@ -78,14 +78,19 @@ void AutoSwitch::set_check_cost(double s) {
   after_check_ = true;
 }
 
-void AutoSwitch::local(double out[kFigures]) {
+void AutoSwitch::combine(const double in[kFigures], double inout[kFigures]) {
+  inout[0] += in[0];
+  for (int i = 1; i < kFigures; ++i) inout[i] = std::max(inout[i], in[i]);
+}
+
+void AutoSwitch::local(double out[kFigures], int ranks) {
   if (have_after_run_ && runs_since_check_ > 0) {
     if (excess_samples_.size() >= kExcessSamples) excess_samples_.erase(excess_samples_.begin());
     excess_samples_.push_back(after_check_run_ -
                               recent_median(static_cast<std::size_t>(runs_since_check_)));
   }
   have_after_run_ = false;
-  out[0] = recent_median();
+  out[0] = recent_median() / std::max(1, ranks);
   // Negated: the agreement's maximum is then the cheapest rank's cost. A rank that arrives
   // early waits for the others inside the allreduce; the last to arrive waits for nobody, so
   // its time is what the agreement itself costs.
@@ -124,7 +129,7 @@ bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {
   measured_at_[idx(cur_)] = step;
   const bool first = !judged_trial_;  // the running one's first figure: judge the trial
   judged_trial_ = true;
-  // The next agreement: spaced so that its cost (the slowest rank's) stays within the budget.
+  // The next agreement: spaced so that its cost stays within the budget of the runs.
   const double runs = check > 0 ? std::ceil(check / (t_.budget * m)) : 2.0;
   next_check_ =
       step + static_cast<std::uint64_t>(std::clamp(runs, 2.0, double(std::max(2, t_.max_interval))));
@@ -196,22 +201,23 @@ bool AutoSwitch::decide(const double agreed[kFigures], std::uint64_t step) {
     probation_ = true;
     return true;
   }
-  // The other's figure (measured, or estimated from the trial's miss) expires once re-timing
-  // it would cost `budget` of the runs since: a figure far worse than the running one's is
-  // re-timed rarely, a near one more often. At
-  // 64 KB over an emulated link, one 8-run burst of sra (5.7 ms against its 0.8) sent the plan
-  // to dense (2.9 ms), where it stayed while the link lasted (bench/results/auto-never-loses.md).
-  if (timed || estimate_ > 0) {
-    const double runs = std::max(double(t_.min_age),
-                                 t_.probation * std::max(0.0, other_s / m - 1) / t_.budget) *
-                        static_cast<double>(1 << std::min(settled_, 6));
-    const std::uint64_t age = step - (timed ? measured_at_[idx(o)] : estimate_at_);
-    if (double(age) >= runs) {
-      switch_to(o, step, "re-timing " + on + ": its " + ms(other_s) + " is " +
-                             std::to_string(age) + " runs old");
-      probation_ = aging_ = true;
-      return true;
-    }
+  // The other's figure (measured, estimated from the trial's miss, or the trial's prediction)
+  // expires once re-timing it would cost `budget` of the runs since: a figure far worse than
+  // the running one's is re-timed rarely, a near one more often. At 64 KB over an emulated
+  // link, one 8-run burst of sra (5.7 ms against its 0.8) sent the plan to dense (2.9 ms),
+  // where it stayed while the link lasted; at 4-32 KB on 3-4 ranks a trial that put sra just
+  // behind dense kept dense for all 1000 runs of a row, where other runs of the same sweep
+  // found sra 1.3-1.5x faster than MPI_Allreduce (bench/results/auto-never-loses.md).
+  const double expires_after = std::max(double(t_.min_age),
+                                        t_.probation * std::max(0.0, other_s / m - 1) / t_.budget) *
+                               static_cast<double>(1 << std::min(settled_, 6));
+  const std::uint64_t age = step - (timed ? measured_at_[idx(o)] : estimate_at_);
+  if (double(age) >= expires_after) {
+    const char* kind = timed ? "" : estimate_ > 0 ? "estimated " : "predicted ";
+    switch_to(o, step, "re-timing " + on + ": its " + kind + ms(other_s) + " is " +
+                           std::to_string(age) + " runs old");
+    probation_ = aging_ = true;
+    return true;
   }
   return false;
 }

@@ -31,11 +31,11 @@ struct AutoSwitchTuning {
   double margin = 0.15;    // hysteresis: switch when the other is faster by this fraction
   double stale = 2.0;      // the running algorithm's time moved by this factor since the
                            // other was last timed: the other's figure is stale, time it again
-  // A measured figure of the other also expires with age: after enough runs that timing it
-  // again costs `budget` of the time run since (probation x (other / running - 1) / budget
-  // runs, at least min_age; doubled each time the re-timed one loses again). A figure
-  // taken in a transient, or before the link changed back by less than `stale`, is otherwise
-  // trusted for ever.
+  // The other's figure also expires with age, whether measured, estimated or the trial's
+  // prediction: after enough runs that timing it again costs `budget` of the time run since
+  // (probation x (other / running - 1) / budget runs, at least min_age; doubled each time the
+  // re-timed one loses again). A figure taken in a transient, before the link changed back by
+  // less than `stale`, or a trial's near miss, is otherwise trusted for ever.
 };
 
 class AutoSwitch {
@@ -57,14 +57,22 @@ class AutoSwitch {
   // Whether the run about to start at `step` (the plan's run count, equal on every rank) is
   // preceded by an agreement.
   bool check_due(std::uint64_t step) const { return step >= next_check_; }
-  // This rank's figures for the agreement: {median of current()'s recent runs (0: none),
-  // minus this rank's time of the previous agreement, what agreements add to the run after
-  // them (+infinity: not known yet)}. Agreed by taking each one's maximum: the slowest rank's
-  // runs, the cheapest rank's agreement (its real cost: the others' times include waiting for
-  // the last rank to arrive), the largest slowdown after one. Takes the previous agreement's
-  // slowdown sample first, now that runs have followed it.
+  // This rank's figures for the agreement, of `ranks` ranks: {this rank's share of the mean
+  // over ranks of current()'s recent runs (its median / ranks; 0: none), minus this rank's
+  // time of the previous agreement, what agreements add to the run after them (+infinity: not
+  // known yet)}. Agreed by combine(): the mean run figure, the cheapest rank's agreement (its
+  // real cost: the others' times include waiting for the last rank to arrive), the largest
+  // slowdown after one. Takes the previous agreement's slowdown sample first, now that runs
+  // have followed it.
   static constexpr int kFigures = 3;
-  void local(double out[kFigures]);
+  void local(double out[kFigures], int ranks);
+  // How the agreement combines two ranks' figures (commutative, associative): the sum of the
+  // first, the maximum of the others. The mean rank's run, not the slowest's: a rank's run
+  // time includes its wait for the others to arrive, and the slowest rank's charged dense with
+  // that skew (2 ranks, q8, 8 KB: dense agreed at 6.8 us, sra 6.1, MPI_Allreduce 5.4 in the
+  // same benchmark row); the fastest rank's understated sparse-allgather, whose ranks do not
+  // finish together (bench/results/auto-never-loses.md).
+  static void combine(const double in[kFigures], double inout[kFigures]);
   // The agreed figures decide; `step` as for check_due. Returns true when current() changed.
   bool decide(const double agreed[kFigures], std::uint64_t step);
   // This rank's time inside the agreement just made. What an agreement adds to the run after

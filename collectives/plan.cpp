@@ -77,6 +77,40 @@ void free_comm(MPI_Comm& c) {
   c = MPI_COMM_NULL;
 }
 
+// AutoSwitch::combine as an MPI reduction of one record of AutoSwitch::kFigures doubles (a
+// record, so that no algorithm splits the figures between calls); freed unless MPI is gone.
+class FigureReduction {
+ public:
+  FigureReduction() = default;
+  FigureReduction(const FigureReduction&) = delete;
+  FigureReduction& operator=(const FigureReduction&) = delete;
+  ~FigureReduction() {
+    int down = 0;
+    MPI_Finalized(&down);
+    if (down) return;
+    if (op_ != MPI_OP_NULL) MPI_Op_free(&op_);
+    if (record_ != MPI_DATATYPE_NULL) MPI_Type_free(&record_);
+  }
+  // Returns the first failing MPI return code, or MPI_SUCCESS.
+  int make() {
+    int rc = MPI_Type_contiguous(coll::AutoSwitch::kFigures, MPI_DOUBLE, &record_);
+    if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&record_);
+    if (rc == MPI_SUCCESS) rc = MPI_Op_create(&reduce, 1, &op_);
+    return rc;
+  }
+  MPI_Datatype record() const { return record_; }
+  MPI_Op op() const { return op_; }
+
+ private:
+  static void reduce(void* in, void* inout, int* len, MPI_Datatype*) {
+    for (int i = 0; i < *len; ++i)
+      coll::AutoSwitch::combine(static_cast<const double*>(in) + i * coll::AutoSwitch::kFigures,
+                                static_cast<double*>(inout) + i * coll::AutoSwitch::kFigures);
+  }
+  MPI_Datatype record_ = MPI_DATATYPE_NULL;
+  MPI_Op op_ = MPI_OP_NULL;
+};
+
 template <class T>
 std::uint64_t bits_of(T v) {
   std::uint64_t b = 0;
@@ -128,6 +162,7 @@ struct Plan::Impl {
   // residual while dense runs (ef()), so a switch back resumes it: nothing is lost.
   std::unique_ptr<coll::Algorithm> alt;
   std::unique_ptr<coll::AutoSwitch> sw;
+  std::unique_ptr<FigureReduction> figures;  // how the ranks agree on sw's figures
   std::string call_names[2];  // the call's name with dense, with the compressed candidate
   std::string candidate;      // the compressed candidate ("sra", "sparse-allgather")
   coll::Algorithm& ef() const {
@@ -556,6 +591,8 @@ void Plan::Impl::choose() {
       sw = std::make_unique<coll::AutoSwitch>(
           name == "dense" ? coll::AutoPick::Dense : coll::AutoPick::Compressed,
           stats.predicted_dense_s, stats.predicted_compressed_s, candidate);
+      figures = std::make_unique<FigureReduction>();
+      c->check_mpi(figures->make(), call, "MPI_Op_create");
       stats.decision = sw->reason() + " (" + stats.cost_source + ")";
     }
   } catch (const Error& e) {
@@ -625,18 +662,18 @@ void Plan::Impl::decide_by_cost(std::string& name) {
   stats.decision = "trial: " + name + " (" + m.source + ")";
 }
 
-// Before a run at an agreed step: every rank's recent run times, agreed (their maximum), decide
-// whether to switch; the decision is a function of agreed figures only, so every rank makes
-// the same one.
+// Before a run at an agreed step: every rank's recent run times, agreed (AutoSwitch::combine),
+// decide whether to switch; the decision is a function of agreed figures only, so every rank
+// makes the same one.
 void Plan::Impl::agree_on_switch() {
   std::vector<double> v(coll::AutoSwitch::kFigures);
-  sw->local(v.data());
+  sw->local(v.data(), c->size);
   const double t_start = now_s();
   const MPI_Comm cc = comm;
+  const FigureReduction& f = *figures;
   const std::vector<double> agreed = detail::bounded_of(
-      *c, call, "MPI_Iallreduce", v, [cc](void* b, MPI_Request* r) {
-        return MPI_Iallreduce(MPI_IN_PLACE, b, coll::AutoSwitch::kFigures, MPI_DOUBLE, MPI_MAX,
-                              cc, r);
+      *c, call, "MPI_Iallreduce", v, [cc, &f](void* b, MPI_Request* r) {
+        return MPI_Iallreduce(MPI_IN_PLACE, b, 1, f.record(), f.op(), cc, r);
       });
   sw->set_check_cost(now_s() - t_start);
   if (sw->decide(agreed.data(), step)) {

@@ -114,9 +114,9 @@ struct PlanStats {
   std::vector<double> shard_weights;
   // "auto" plans: why `algorithm` runs ("floor: ...", "trial: ...", and for plans that
   // re-decide "measured: ..." or the reason of the last switch), how many times the plan
-  // switched since creation, and each candidate's measured time (the slowest rank's median of
-  // its recent blocking runs, agreed across ranks; 0 where it has not run or not yet been
-  // agreed). Host float32 allreduce plans whose choice came from a trial re-decide from these
+  // switched since creation, and each candidate's measured time (the mean over ranks of each
+  // rank's median of its recent blocking runs, agreed across ranks; 0 where it has not run or
+  // not yet been agreed). Host float32 allreduce plans whose choice came from a trial re-decide from these
   // (docs/compressed-collectives.md, "How auto decides"); every rank runs the same algorithm.
   std::string decision;
   int switches = 0;

@@ -99,9 +99,9 @@ std::vector<double> residual(Plan& p, const std::string& path) {
   return sum;
 }
 
-// One rank (the last) records every sra run as taking 1 s: 250x dense's predicted 4 ms. Every
-// rank switches to dense at the first agreement, at the same run, and stays there (dense's
-// measured time is far below sra's).
+// One rank (the last) records every sra run as taking 1 s: the mean over ranks is at least
+// 30x dense's predicted 4 ms (8 ranks at most). Every rank switches to dense at the first
+// agreement, at the same run, and stays there (dense's measured time is far below sra's).
 TEST(PlanAutoSwitch, OneRankContradictsAllRanksSwitchTogether) {
   Communicator comm(MPI_COMM_WORLD);
   ForcedTrial trial("q8");
@@ -137,7 +137,8 @@ TEST(PlanAutoSwitch, OneRankContradictsAllRanksSwitchTogether) {
   EXPECT_EQ(switched_at, 3) << plan.stats().decision;  // the first agreement: after 3 runs
   EXPECT_EQ(plan.stats().algorithm, "dense");
   EXPECT_EQ(plan.stats().switches, 1) << plan.stats().decision;
-  EXPECT_DOUBLE_EQ(plan.stats().measured_compressed_s, 1.0);
+  // The mean over ranks of their medians: the odd one's 1 s and the others' 1 ms.
+  EXPECT_NEAR(plan.stats().measured_compressed_s, (1.0 + 0.001 * (P - 1)) / P, 1e-12);
   EXPECT_GT(plan.stats().measured_dense_s, 0.0);
   EXPECT_EQ(plan.stats().decision.rfind("measured: dense", 0), 0u) << plan.stats().decision;
 }
