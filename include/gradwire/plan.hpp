@@ -116,8 +116,9 @@ struct PlanStats {
   // re-decide "measured: ..." or the reason of the last switch), how many times the plan
   // switched since creation, and each candidate's measured time (the mean over ranks of each
   // rank's median of its recent blocking runs, agreed across ranks; 0 where it has not run or
-  // not yet been agreed). Host float32 allreduce plans whose choice came from a trial re-decide from these
-  // (docs/compressed-collectives.md, "How auto decides"); every rank runs the same algorithm.
+  // not yet been agreed). Host float32 allreduce plans whose choice came from a trial
+  // re-decide from these (docs/compressed-collectives.md, "How auto decides"); every rank runs
+  // the same algorithm.
   std::string decision;
   int switches = 0;
   double measured_dense_s = 0, measured_compressed_s = 0;

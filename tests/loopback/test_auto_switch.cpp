@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <random>
+#include <string>
 
 #include "collectives/auto_switch.hpp"
 
@@ -108,12 +109,14 @@ TEST(AutoSwitch, ATrialsNearMissIsTimedOnceItsPredictionExpires) {
   // dense (its figure expires in turn), each reverted after 4 runs.
   ASSERT_EQ(changed.size() % 2, 1u) << sw.reason();
   EXPECT_LE(changed[0], 256u + 256u);
-  for (std::size_t i = 1; i + 1 < changed.size(); i += 2) EXPECT_EQ(changed[i + 1] - changed[i], 4u);
+  for (std::size_t i = 1; i + 1 < changed.size(); i += 2) {
+    EXPECT_EQ(changed[i + 1] - changed[i], 4u);
+  }
   EXPECT_EQ(sw.current(), AutoPick::Compressed);
   EXPECT_DOUBLE_EQ(sw.measured_s(AutoPick::Compressed), 12e-6);
   EXPECT_DOUBLE_EQ(sw.measured_s(AutoPick::Dense), 21.2e-6);
-  EXPECT_TRUE(sw.reason().rfind("back to sra", 0) == 0 || sw.reason().rfind("measured: sra", 0) == 0)
-      << sw.reason();
+  const std::string& why = sw.reason();
+  EXPECT_TRUE(why.rfind("back to sra", 0) == 0 || why.rfind("measured: sra", 0) == 0) << why;
 }
 
 TEST(AutoSwitch, ATrialThatOverestimatesDenseIsCorrectedByThePlansOwnRuns) {
