@@ -22,7 +22,11 @@
 #include <gradwire/communicator.hpp>
 #include <gradwire/plan.hpp>
 
+#include "median.hpp"
+
 namespace {
+
+using gradwire::bench::median;
 
 // Six fields on one line, as the watchdog's arm writes them.
 struct alignas(64) ArmLike {
@@ -37,12 +41,6 @@ struct alignas(64) ArmLike {
 struct alignas(4096) PageWord {
   std::atomic<std::uint64_t> value{0};
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
 
 }  // namespace
 

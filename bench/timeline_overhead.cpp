@@ -20,16 +20,14 @@
 
 #include "timeline.hpp"
 
+#include "median.hpp"
+
 namespace {
+
+using gradwire::bench::median;
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 // Median time of one run over `runs` runs, every rank starting together.
