@@ -1,10 +1,10 @@
 // What a call costs beside MPI_Allreduce itself at small sizes (bench/results/
-// auto-never-loses.md, "What the floor costs, and what only looks like it"). Each row is
-// MPI_Allreduce with something around it, or a gradwire call; rows are timed in blocks that
-// rotate every round (barrier before each call, as OSU times), and each row's figure is the
-// ranks' mean of their median call, over the first row's. "MPI_Allreduce again" is the
-// method's own spread; the stores stand for what the watchdog's arm and the progress board
-// write on every call, the two calls into libgradwire for a call into another library's code.
+// auto-never-loses.md, "where the last misses come from"). Each row is MPI_Allreduce with
+// something around it, or a gradwire call; rows are timed in blocks that rotate every round
+// (barrier before each call, as OSU times), and each row's figure is the ranks' mean of their
+// median call, over the first row's. "again" (MPI_Allreduce timed again) is the method's own
+// spread; the stores stand for what the watchdog's arm and the progress board write on every
+// call, the two calls into libgradwire for a call into another library's code.
 //
 //   mpirun -np 3 gw_call_overhead [ROUNDS] [CALLS_PER_BLOCK] [MAX_BYTES]
 #include <mpi.h>
@@ -93,7 +93,8 @@ int main(int argc, char** argv) {
                                   std::memory_order_relaxed);
              pages[1].value.store(arm.arms, std::memory_order_release);
              mpi(base);
-             for (int i = 1; i < 5; ++i) pages[i].value.store(arm.arms + i, std::memory_order_relaxed);
+             for (int i = 1; i < 5; ++i)
+               pages[i].value.store(arm.arms + static_cast<unsigned>(i), std::memory_order_relaxed);
            }},
           {"+2 calls to .so", [&] {
              static_cast<void>(plan.stats());  // out of line: the call stays
