@@ -326,40 +326,37 @@ TEST(AutoSwitch, ReTimingAnExpiredFigureThatStillLosesIsRare) {
   EXPECT_EQ(sw.reason().rfind("back to dense", 0), 0u) << sw.reason();
 }
 
-// The steps at which `runs` runs of run_s each are preceded by an agreement that takes check_s
-// and makes the run after it `slowdown` slower; `timed_runs`: how many runs were timed.
-std::vector<std::uint64_t> agreement_steps(AutoSwitch& sw, int runs, double run_s, double check_s,
-                                           double slowdown = 0, int* timed_runs = nullptr) {
+// `runs` runs of run_s each from step 0, each agreement taking check_s and making the run
+// after it `slowdown` slower.
+Driven steady_runs(AutoSwitch& sw, int runs, double run_s, double check_s, double slowdown = 0) {
   std::uint64_t step = 0;
-  const Driven d = run_plan(
+  return run_plan(
       sw, step, runs,
       [&](std::uint64_t, AutoPick, bool after) { return run_s + (after ? slowdown : 0.0); },
       check_s);
-  if (timed_runs) *timed_runs = d.timed_runs;
-  return d.agreements;
 }
 
 TEST(AutoSwitch, ChecksCostAboutOnePercent) {
   // 20 us runs, 10 us agreements: the first after 3 runs; the second after 100 (its cost not
   // known yet: one run's time); then one per 50 runs.
   AutoSwitch sw(AutoPick::Dense, 20e-6, 40e-6, "sra", spacing_only());
-  int timed_runs = 0;
-  auto steps = agreement_steps(sw, 1000, 20e-6, 10e-6, 0, &timed_runs);
+  const Driven d = steady_runs(sw, 1000, 20e-6, 10e-6);
+  auto steps = d.agreements;
   ASSERT_GE(steps.size(), 4u);
   // Dense runs timed: the 8 before each agreement (the first 3 runs) and the one after it.
-  EXPECT_LE(timed_runs, 9 * static_cast<int>(steps.size()) + 3);
+  EXPECT_LE(d.timed_runs, 9 * static_cast<int>(steps.size()) + 3);
   EXPECT_EQ(steps[0], 3u);
   EXPECT_NEAR(double(steps[1] - steps[0]), 100, 1);
   for (std::size_t i = 2; i < steps.size(); ++i)
     EXPECT_NEAR(double(steps[i] - steps[i - 1]), 50, 1) << "agreement " << i;
   // 100 us agreements: 1 % would be one per 500 runs; at most 256 apart.
   AutoSwitch slow(AutoPick::Dense, 20e-6, 40e-6, "sra", spacing_only());
-  steps = agreement_steps(slow, 1000, 20e-6, 100e-6);
+  steps = steady_runs(slow, 1000, 20e-6, 100e-6).agreements;
   ASSERT_GE(steps.size(), 3u);
   EXPECT_EQ(steps[2] - steps[1], 256u);
   // 100 ms runs: every 2 runs, once the cost is known.
   AutoSwitch big(AutoPick::Dense, 0.1, 0.2, "sra", spacing_only());
-  steps = agreement_steps(big, 200, 0.1, 10e-6);
+  steps = steady_runs(big, 200, 0.1, 10e-6).agreements;
   ASSERT_GE(steps.size(), 3u);
   for (std::size_t i = 2; i < steps.size(); ++i) EXPECT_EQ(steps[i] - steps[i - 1], 2u);
 }
@@ -371,7 +368,7 @@ TEST(AutoSwitch, ChecksCostAboutOnePercent) {
 TEST(AutoSwitch, AnAgreementThatSlowsTheNextRunIsSpacedByItsWholeCost) {
   for (const double slowdown : {0.0, 100e-6}) {
     AutoSwitch sw(AutoPick::Dense, 1e-3, 2e-3, "sra", spacing_only());
-    const auto steps = agreement_steps(sw, 2000, 1e-3, 10e-6, slowdown);
+    const auto steps = steady_runs(sw, 2000, 1e-3, 10e-6, slowdown).agreements;
     const double checks = static_cast<double>(steps.size());
     if (slowdown == 0) {
       EXPECT_GE(checks, (2000 - 103) / 2 - 5) << "10 us against 1 ms runs: every 2 runs";
@@ -390,7 +387,7 @@ TEST(AutoSwitch, AnAgreementThatSlowsTheNextRunIsSpacedByItsWholeCost) {
 // (0.997x once spaced as below).
 TEST(AutoSwitch, AnAgreementOfUnknownCostIsNotRepeatedSoon) {
   AutoSwitch sw(AutoPick::Dense, 3e-3, 6e-3, "sra");
-  const auto steps = agreement_steps(sw, 400, 3e-3, 30e-6, 0.6e-3);
+  const auto steps = steady_runs(sw, 400, 3e-3, 30e-6, 0.6e-3).agreements;
   ASSERT_GE(steps.size(), 3u);
   EXPECT_EQ(steps[0], 3u);
   EXPECT_GE(steps[1], 100u) << "one agreement in the first 100 runs";
